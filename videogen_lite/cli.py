@@ -1,0 +1,132 @@
+"""The ``videogen-lite`` command.
+
+    videogen-lite train vqvae --config moving_mnist_lite --out runs/vq [--resume] [key=value ...]
+    videogen-lite train prior --config moving_mnist_lite --vqvae runs/vq --out runs/prior [key=value ...]
+    videogen-lite data vizdoom|bair|... (see ``videogen-lite data --help``)
+    videogen-lite sample --prior runs/prior --n 4 --out samples.gif
+    videogen-lite configs            (lists the shipped configs)
+
+The same ``train`` command under ``torchrun --nproc_per_node N`` trains data-parallel; ``batch_size`` is
+the global batch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .config import config_names, load_config, to_dict
+
+
+def _train(args) -> int:
+    from . import data, metrics, train
+    from .io import load
+
+    cfg = load_config(args.config, args.overrides)
+    stage = cfg.vqvae if args.stage == "vqvae" else cfg.prior
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(stage.train.seed)
+    train_set = data.build_dataset(cfg.data, "train")
+    val_set = data.build_dataset(cfg.data, "val")
+    if args.stage == "vqvae":
+        from .vqvae import VQVAE
+
+        if cfg.vqvae.data_variance is None:
+            cfg.vqvae.data_variance = metrics.data_variance(train_set)
+            print(f"data variance measured on the training split: {cfg.vqvae.data_variance:.6f}", file=sys.stderr)
+        model = VQVAE(cfg.vqvae)
+    else:
+        from .gpt import VideoGPT
+
+        if not args.vqvae:
+            raise SystemExit("train prior needs --vqvae RUN_DIR|CHECKPOINT (the trained VQ-VAE it models)")
+        vqvae = load(args.vqvae)
+        model = VideoGPT(cfg.prior, vqvae=vqvae)
+    run_config = dict(stage=args.stage, config=to_dict(cfg), config_source=str(args.config),
+                      overrides=list(args.overrides), vqvae=str(args.vqvae) if args.stage == "prior" else None,
+                      command=" ".join(["videogen-lite"] + sys.argv[1:]))
+    summary = train.fit(model, train_set, stage.train, args.out, val_set=val_set, run_config=run_config,
+                        resume=args.resume, max_minutes=args.max_minutes, progress=not args.quiet)
+    if summary.get("checkpoint") is not None:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _sample(args) -> int:
+    from .io import load
+    from .viz import write_video
+
+    prior = load(args.prior)
+    frames = torch.load(args.frames, weights_only=True) if args.frames else None
+    actions = torch.load(args.actions, weights_only=True) if args.actions else None
+    generator = torch.Generator().manual_seed(args.seed)
+    video = prior.sample(args.n, frames=frames, actions=actions, temperature=args.temperature, top_k=args.top_k,
+                         generator=generator)
+    write_video(args.out, video)
+    print(f"wrote {args.n} samples to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="videogen-lite", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train_p = commands.add_parser("train", help="train the VQ-VAE or the prior")
+    train_p.add_argument("stage", choices=["vqvae", "prior"])
+    train_p.add_argument("--config", required=True, help=f"a shipped name ({', '.join(config_names())}) or a YAML path")
+    train_p.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, log.jsonl, metrics.json)")
+    train_p.add_argument("--vqvae", help="prior only: the trained VQ-VAE (run folder or .safetensors)")
+    train_p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    train_p.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
+    train_p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    train_p.add_argument("--quiet", action="store_true", help="no progress bar")
+    train_p.add_argument("overrides", nargs="*", help="config overrides key.path=value, e.g. vqvae.train.steps=200")
+    train_p.set_defaults(run=_train)
+
+    sample_p = commands.add_parser("sample", help="sample videos from a trained prior")
+    sample_p.add_argument("--prior", required=True, help="prior run folder or .safetensors")
+    sample_p.add_argument("--n", type=int, default=4)
+    sample_p.add_argument("--frames", help="a torch file holding conditioning frames [n, C, F, H, W] in [-0.5, 0.5]")
+    sample_p.add_argument("--actions", help="a torch file holding actions [n, T, A]")
+    sample_p.add_argument("--temperature", type=float, default=1.0)
+    sample_p.add_argument("--top-k", type=int, default=None)
+    sample_p.add_argument("--seed", type=int, default=0)
+    sample_p.add_argument("--out", required=True, help="an .mp4 or .gif file")
+    sample_p.set_defaults(run=_sample)
+
+    configs_p = commands.add_parser("configs", help="list the shipped configs")
+    configs_p.set_defaults(run=lambda args: print("\n".join(config_names())) or 0)
+
+    try:
+        from .data.cli import add_data_commands
+    except ImportError:
+        pass
+    else:
+        add_data_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # overrides may come before or after the options: argparse leaves the later ones unparsed
+    unknown = [e for e in extra if e.startswith("-") or "=" not in e]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        if not hasattr(args, "overrides"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"videogen-lite: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

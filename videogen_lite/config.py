@@ -1,0 +1,346 @@
+"""Typed configuration: dataclasses, YAML files, ``a.b.c=value`` overrides and validation.
+
+A config has three parts, one per thing that is built or trained::
+
+    cfg = load_config("moving_mnist_lite", ["vqvae.train.steps=200"])
+    cfg.data    # which videos: name, path, channels, sequence_length, resolution, ...
+    cfg.vqvae   # the VQ-VAE (Table 5 of the paper) and its own training settings, cfg.vqvae.train
+    cfg.prior   # the GPT prior (Table 6) and its own training settings, cfg.prior.train
+
+``cfg.vqvae`` and ``cfg.prior`` also carry the input shape they are built for (copied from ``cfg.data``
+when the file leaves it out), so ``VQVAE(cfg.vqvae)`` needs nothing else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+DATASETS = ("moving_mnist", "vizdoom", "bair", "video_folder", "hdf5")
+POS_EMBEDDINGS = ("spatiotemporal", "spatial", "temporal", "sincos", "none")
+
+
+@dataclass
+class TrainConfig:
+    """How one stage trains. ``batch_size`` is the global batch (split over processes under torchrun)."""
+
+    batch_size: int = 64
+    lr: float = 7e-4
+    steps: int = 20_000
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    eval_batches: int = 8
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0  # 0 = off
+    warmup_steps: int = 0
+    lr_decay: str = "none"  # 'none' | 'cosine'
+    grad_accumulation: int = 1
+    bf16: bool = False
+    compile: bool = False
+    activation_checkpointing: bool = False
+
+
+@dataclass
+class DataConfig:
+    """Which videos. Every dataset yields clips ``[C, T, H, W]`` in [-0.5, 0.5]."""
+
+    name: str = "moving_mnist"
+    path: Optional[str] = None  # a file or folder for datasets read from disk
+    channels: int = 1
+    sequence_length: int = 16
+    resolution: int = 64
+    num_digits: int = 2  # Moving MNIST only
+    action_size: int = 0  # per-step action vector size of the dataset (0 = no actions)
+    variance: Optional[float] = None  # data variance for NMSE; None = measured on the training split
+    seed: int = 0
+
+
+@dataclass
+class VQVAEConfig:
+    """The VQ-VAE of Table 5. ``downsample`` is the (t, h, w) reduction factor, each a power of two."""
+
+    n_hiddens: int = 240
+    res_hiddens: int = 128
+    n_res_layers: int = 2
+    attention: bool = False
+    attention_heads: int = 2
+    n_codes: int = 512
+    embedding_dim: int = 64
+    downsample: tuple = (4, 4, 4)
+    beta: float = 0.25
+    ema_decay: float = 0.99
+    channels: Optional[int] = None  # filled from data
+    sequence_length: Optional[int] = None  # filled from data
+    resolution: Optional[int] = None  # filled from data
+    data_variance: Optional[float] = None  # filled from data.variance (or measured) before training
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.sequence_length, self.resolution, self.resolution)
+
+    @property
+    def latent_shape(self) -> tuple:
+        return tuple(s // d for s, d in zip(self.input_shape, self.downsample))
+
+
+@dataclass
+class PriorConfig:
+    """The GPT prior of Table 6. ``action_dim`` is the flattened conditional size of the actions."""
+
+    hidden: int = 384
+    heads: int = 4
+    layers: int = 8
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    pos_embedding: str = "spatiotemporal"
+    frame_cond: bool = False
+    n_cond_frames: int = 1
+    resnet_depth: int = 18
+    resnet_units: int = 512
+    action_dim: int = 0
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, lr=3e-4, steps=40_000))
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    vqvae: VQVAEConfig = field(default_factory=VQVAEConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    name: str = "custom"
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+# ---------------------------------------------------------------------------------------------------
+# building dataclasses from plain dicts, with errors that name the key
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ValueError(f"config key '{key}' = {value!r} is not valid: expected {allowed}")
+
+
+def _coerce(key: str, value: Any, typ: Any) -> Any:
+    origin = get_origin(typ)
+    if origin is Union:  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [a for a in get_args(typ) if a is not type(None)]
+        return _coerce(key, value, inner)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        _fail(key, value, "true or false")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            _fail(key, value, "an integer")
+        return int(value)
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            _fail(key, value, "a number")
+        try:
+            return float(value)
+        except ValueError:
+            _fail(key, value, "a number")
+    if typ is str:
+        if not isinstance(value, str):
+            _fail(key, value, "a string")
+        return value
+    if typ is tuple:
+        if not isinstance(value, (list, tuple)):
+            _fail(key, value, "a list such as [4, 4, 4]")
+        return tuple(_coerce(f"{key}[{i}]", v, int) for i, v in enumerate(value))
+    return value
+
+
+def _build(cls, values: dict, prefix: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"config section '{prefix.rstrip('.') or 'root'}' must be a mapping, got {values!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            raise ValueError(
+                f"unknown config key '{prefix}{key}'{hint} Allowed keys in this section: {', '.join(sorted(names))}"
+            )
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ):
+            kwargs[key] = _build(typ, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(prefix + key, value, typ)
+    return cls(**kwargs)
+
+
+def to_dict(obj) -> dict:
+    """A config (or part of one) as plain JSON-able dicts and lists."""
+    out = asdict(obj)
+    return json.loads(json.dumps(out))
+
+
+def from_dict(values: dict, cls=Config):
+    """Build ``cls`` (default :class:`Config`) from a dict, validating it."""
+    cfg = _build(cls, values, "")
+    if isinstance(cfg, Config):
+        fill_and_validate(cfg)
+    elif isinstance(cfg, VQVAEConfig):
+        validate_vqvae(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------------
+# validation
+
+
+def _power_of_two(n: int) -> bool:
+    return n >= 1 and (n & (n - 1)) == 0
+
+
+def validate_vqvae(v: VQVAEConfig, prefix: str = "vqvae.") -> None:
+    for key in ("n_hiddens", "res_hiddens", "n_codes", "embedding_dim", "attention_heads"):
+        if getattr(v, key) < 1:
+            _fail(prefix + key, getattr(v, key), "a positive integer")
+    if v.n_res_layers < 0:
+        _fail(prefix + "n_res_layers", v.n_res_layers, "0 or more")
+    if len(v.downsample) != 3 or not all(_power_of_two(d) for d in v.downsample):
+        _fail(prefix + "downsample", list(v.downsample), "three powers of two (t, h, w), such as [4, 4, 4]")
+    if v.attention and v.n_hiddens % v.attention_heads:
+        _fail(prefix + "attention_heads", v.attention_heads, f"a divisor of n_hiddens={v.n_hiddens}")
+    if not 0.0 < v.ema_decay < 1.0:
+        _fail(prefix + "ema_decay", v.ema_decay, "a number between 0 and 1")
+    if v.beta < 0:
+        _fail(prefix + "beta", v.beta, "0 or more")
+    if None not in (v.sequence_length, v.resolution):
+        for axis, size, factor in zip("thw", v.input_shape, v.downsample):
+            if size % factor:
+                raise ValueError(
+                    f"{prefix}downsample = {list(v.downsample)} does not divide the input "
+                    f"{v.sequence_length}x{v.resolution}x{v.resolution} (T x H x W): axis {axis} has size {size}, "
+                    f"not a multiple of {factor}. Choose a sequence_length/resolution divisible by the downsampling."
+                )
+    _validate_train(v.train, prefix + "train.")
+
+
+def _validate_train(t: TrainConfig, prefix: str) -> None:
+    for key in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints", "grad_accumulation"):
+        if getattr(t, key) < 1:
+            _fail(prefix + key, getattr(t, key), "a positive integer")
+    if t.lr <= 0:
+        _fail(prefix + "lr", t.lr, "a positive number")
+    if t.lr_decay not in ("none", "cosine"):
+        _fail(prefix + "lr_decay", t.lr_decay, "'none' or 'cosine'")
+    if t.num_workers < 0:
+        _fail(prefix + "num_workers", t.num_workers, "0 or more")
+
+
+def fill_and_validate(cfg: Config) -> Config:
+    d, v, p = cfg.data, cfg.vqvae, cfg.prior
+    if d.name not in DATASETS:
+        _fail("data.name", d.name, "one of " + ", ".join(DATASETS))
+    for key in ("channels", "sequence_length", "resolution"):
+        if getattr(d, key) < 1:
+            _fail("data." + key, getattr(d, key), "a positive integer")
+        if getattr(v, key) is None:
+            setattr(v, key, getattr(d, key))
+        elif getattr(v, key) != getattr(d, key):
+            raise ValueError(
+                f"vqvae.{key} = {getattr(v, key)} disagrees with data.{key} = {getattr(d, key)}; "
+                "leave vqvae's copy out and it is taken from data"
+            )
+    if d.variance is not None and d.variance <= 0:
+        _fail("data.variance", d.variance, "a positive number (or null to measure it)")
+    if v.data_variance is None:
+        v.data_variance = d.variance
+    validate_vqvae(v)
+    if p.pos_embedding not in POS_EMBEDDINGS:
+        _fail("prior.pos_embedding", p.pos_embedding, "one of " + ", ".join(POS_EMBEDDINGS))
+    if p.hidden % p.heads:
+        _fail("prior.heads", p.heads, f"a divisor of prior.hidden={p.hidden}")
+    if p.frame_cond and p.resnet_depth not in (18, 34):
+        _fail("prior.resnet_depth", p.resnet_depth, "18 or 34")
+    if p.action_dim < 0:
+        _fail("prior.action_dim", p.action_dim, "0 (no actions) or the flattened action size")
+    if not 0 <= p.dropout < 1:
+        _fail("prior.dropout", p.dropout, "a number in [0, 1)")
+    _validate_train(p.train, "prior.train.")
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------------
+# loading
+
+
+def config_names() -> list[str]:
+    """The names of the configs that ship inside the package."""
+    return sorted(p.name[:-5] for p in resources.files("videogen_lite.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(name_or_path: str | Path) -> tuple[dict, str]:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        return yaml.safe_load(path.read_text()) or {}, path.stem
+    shipped = resources.files("videogen_lite.configs") / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        raise ValueError(
+            f"unknown config {str(name_or_path)!r}: expected a YAML file path or one of the shipped names "
+            f"{', '.join(config_names())}"
+        )
+    return yaml.safe_load(shipped.read_text()) or {}, str(name_or_path)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` strings (value parsed as YAML) to a nested dict."""
+    values = json.loads(json.dumps(values))
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key.path=value (e.g. vqvae.train.steps=200)")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = values
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: '{part}' is not a config section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return values
+
+
+def load_config(name_or_path: str | Path | dict = "moving_mnist_lite", overrides: list[str] | None = None) -> Config:
+    """Load a shipped config by name (``"bair"``) or a YAML path, apply overrides, validate.
+
+    A YAML file may start with ``base: NAME`` to inherit a shipped config and change only some keys.
+    """
+    if isinstance(name_or_path, dict):
+        values, name = dict(name_or_path), name_or_path.get("name", "custom")
+    else:
+        values, name = _read_yaml(name_or_path)
+    while "base" in values:
+        base_values, _ = _read_yaml(values.pop("base"))
+        values = _merge(base_values, values)
+    values.setdefault("name", name)
+    values = apply_overrides(values, overrides or [])
+    return from_dict(values)

@@ -1,0 +1,108 @@
+"""3D convolutions with 'SAME' padding, and the down- and up-sampling stacks of the VQ-VAE.
+
+Tensors are videos laid out ``[B, C, T, H, W]``. A 'SAME' convolution with stride ``s`` maps an axis of
+size ``n`` to ``ceil(n / s)`` whatever the kernel size, odd or even: it pads ``max((out - 1) * s + k - n, 0)``
+in total, half before and the rest after (TensorFlow's convention, which the paper's code follows in
+spirit). Its transpose maps ``n`` to ``n * s`` and is exactly the adjoint of that convolution: a full
+transposed convolution whose surplus ``k - s`` border is cropped, ``(k - s) // 2`` before.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _triple(value) -> tuple[int, int, int]:
+    if isinstance(value, int):
+        return (value, value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 3:
+        raise ValueError(f"expected an int or three ints (t, h, w), got {value}")
+    return value
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(before, after) padding that makes a strided convolution output ``ceil(size / stride)``."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SamePadConv3d(nn.Module):
+    """``Conv3d`` with 'SAME' padding: ``[B, Cin, T, H, W] -> [B, Cout, ceil(T/st), ceil(H/sh), ceil(W/sw)]``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, bias: bool = True):
+        super().__init__()
+        self.kernel_size, self.stride = _triple(kernel_size), _triple(stride)
+        self.conv = nn.Conv3d(in_channels, out_channels, self.kernel_size, self.stride, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[2:], self.kernel_size, self.stride)]
+        # F.pad takes the last axis first: (w_before, w_after, h_before, h_after, t_before, t_after)
+        x = F.pad(x, [p for pair in reversed(pads) for p in pair])
+        return self.conv(x)
+
+
+class SamePadConvTranspose3d(nn.Module):
+    """Transposed 'SAME' convolution: ``[B, Cin, T, H, W] -> [B, Cout, T*st, H*sh, W*sw]``.
+
+    The adjoint of :class:`SamePadConv3d` with the same kernel and stride on inputs divisible by the stride.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size=4, stride=2, bias: bool = True):
+        super().__init__()
+        self.kernel_size, self.stride = _triple(kernel_size), _triple(stride)
+        for k, s in zip(self.kernel_size, self.stride):
+            if k < s:
+                raise ValueError(f"kernel size {k} smaller than stride {s} leaves holes in a transposed conv")
+        self.convt = nn.ConvTranspose3d(in_channels, out_channels, self.kernel_size, self.stride, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.convt(x)  # [B, Cout, (T-1)*st + kt, ...]
+        crops = [((k - s) // 2, n * s) for n, k, s in zip(x.shape[2:], self.kernel_size, self.stride)]
+        (t0, tn), (h0, hn), (w0, wn) = crops
+        return y[:, :, t0 : t0 + tn, h0 : h0 + hn, w0 : w0 + wn]
+
+
+def stride_schedule(downsample) -> list[tuple[int, int, int]]:
+    """Per-layer strides that reduce each axis by its factor: (4, 4, 4) -> [(2,2,2), (2,2,2)];
+    (2, 4, 4) -> [(2,2,2), (1,2,2)]. Every factor must be a power of two."""
+    steps = []
+    for factor in _triple(downsample):
+        if factor < 1 or factor & (factor - 1):
+            raise ValueError(f"downsampling factors must be powers of two, got {tuple(downsample)}")
+        steps.append(int(math.log2(factor)))
+    return [tuple(2 if i < n else 1 for n in steps) for i in range(max(steps))]
+
+
+class Downsample(nn.Sequential):
+    """Strided 'SAME' convs, ReLU after each, then one unstrided conv:
+    ``[B, Cin, T, H, W] -> [B, hidden, T/dt, H/dh, W/dw]``. The paper's encoder filter size is 3."""
+
+    def __init__(self, in_channels: int, hidden: int, downsample, kernel_size: int = 3):
+        layers = []
+        for i, stride in enumerate(stride_schedule(downsample)):
+            layers += [SamePadConv3d(in_channels if i == 0 else hidden, hidden, kernel_size, stride), nn.ReLU()]
+        first = in_channels if not layers else hidden
+        layers.append(SamePadConv3d(first, hidden, kernel_size))
+        super().__init__(*layers)
+
+
+class Upsample(nn.Sequential):
+    """Transposed 'SAME' convs with ReLU between them: ``[B, hidden, t, h, w] -> [B, out, t*dt, h*dh, w*dw]``.
+    The paper's upsampling filter size is 4."""
+
+    def __init__(self, hidden: int, out_channels: int, downsample, kernel_size: int = 4):
+        strides = stride_schedule(downsample)
+        layers = []
+        for i, stride in enumerate(strides):
+            last = i == len(strides) - 1
+            layers.append(SamePadConvTranspose3d(hidden, out_channels if last else hidden, kernel_size, stride))
+            if not last:
+                layers.append(nn.ReLU())
+        if not strides:
+            layers.append(SamePadConv3d(hidden, out_channels, 3))
+        super().__init__(*layers)

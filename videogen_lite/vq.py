@@ -1,0 +1,159 @@
+"""Vector quantization with an exponential-moving-average (EMA) codebook.
+
+The encoder's latents ``z`` (``[B, D, t, h, w]``) are snapped to their nearest of ``K`` code vectors.
+Instead of a codebook loss, the codes follow the latents assigned to them by an EMA of counts ``N_k`` and
+sums ``m_k`` (van den Oord et al., 2017, Appendix A.1):
+
+    N_k <- decay * N_k + (1 - decay) * n_k            n_k = latents assigned to code k in this batch
+    m_k <- decay * m_k + (1 - decay) * sum of them
+    e_k  = m_k / N~_k                                  N~_k: N_k Laplace-smoothed so that no count is 0
+
+Two tricks from Jukebox (Dhariwal et al., 2020) keep every code alive: the codebook starts as a copy of
+encoder latents from the first batch, and a code whose EMA count falls below ``restart_threshold`` is
+restarted at a random current latent. Gradients flow to the encoder straight through the quantizer, and
+the commitment loss ``beta * ||z - sg[e]||^2`` keeps the encoder close to its codes.
+
+Under ``torch.distributed`` the counts and sums are all-reduced and the latents used for initialisation
+and restarts are gathered from every rank, so all ranks hold the same codebook. Nothing changes in
+eval mode or when ``frozen`` is set (as inside a prior).
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    if _distributed():
+        dist.all_reduce(x)
+    return x
+
+
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``[N, D]`` rows from every rank in rank order (all ranks must pass the same N)."""
+    if not _distributed():
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def random_rows(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` rows of ``x`` drawn at random (without replacement while there are enough), identical on all ranks."""
+    if x.shape[0] >= n:
+        index = torch.randperm(x.shape[0], device=x.device)[:n]
+    else:
+        index = torch.randint(0, x.shape[0], (n,), device=x.device)
+    rows = x[index]
+    if _distributed():
+        dist.broadcast(rows, src=0)
+    return rows
+
+
+def perplexity(codes: torch.Tensor, n_codes: int) -> torch.Tensor:
+    """``exp(entropy)`` of the code histogram: 1 if one code is used, ``n_codes`` if all are used equally."""
+    probs = torch.bincount(codes.flatten(), minlength=n_codes).float()
+    probs = probs / probs.sum()
+    return torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
+
+
+class Codebook(nn.Module):
+    """EMA vector quantizer: ``z [B, D, t, h, w] -> dict(embeddings [B, D, t, h, w], codes [B, t, h, w], ...)``."""
+
+    def __init__(self, n_codes: int, embedding_dim: int, decay: float = 0.99, beta: float = 0.25,
+                 restart_threshold: float = 1.0, eps: float = 1e-5):
+        super().__init__()
+        self.n_codes, self.embedding_dim = n_codes, embedding_dim
+        self.decay, self.beta, self.restart_threshold, self.eps = decay, beta, restart_threshold, eps
+        self.frozen = False
+        self.alive_fraction = 1.0  # codes at or above the restart threshold at the last update, before restarts
+        self.register_buffer("embeddings", torch.randn(n_codes, embedding_dim))  # e_k
+        self.register_buffer("cluster_size", torch.zeros(n_codes))  # N_k
+        self.register_buffer("embedding_sum", self.embeddings.clone())  # m_k
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @property
+    def updating(self) -> bool:
+        """Whether a forward pass changes the codebook: in training mode, unless frozen."""
+        return self.training and not self.frozen
+
+    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code for each row of ``flat [N, D]`` -> ``[N]``."""
+        distances = (
+            flat.pow(2).sum(1, keepdim=True)
+            - 2 * flat @ self.embeddings.t()
+            + self.embeddings.pow(2).sum(1)[None, :]
+        )  # [N, K]
+        return distances.argmin(1)
+
+    @torch.no_grad()
+    def initialize(self, flat: torch.Tensor) -> None:
+        """Copy ``K`` latents (gathered from all ranks) into the codebook."""
+        rows = random_rows(gather_rows(flat), self.n_codes)
+        self.embeddings.copy_(rows)
+        self.embedding_sum.copy_(rows)
+        self.cluster_size.fill_(1.0)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def ema_update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
+        onehot = F.one_hot(codes, self.n_codes).type(flat.dtype)  # [N, K]
+        counts = all_reduce_sum(onehot.sum(0))  # n_k
+        sums = all_reduce_sum(onehot.t() @ flat)  # [K, D]
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embedding_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        total = self.cluster_size.sum()
+        smoothed = (self.cluster_size + self.eps) / (total + self.n_codes * self.eps) * total
+        self.embeddings.copy_(self.embedding_sum / smoothed[:, None])
+
+    @torch.no_grad()
+    def restart_dead_codes(self, flat: torch.Tensor) -> int:
+        """Move every code whose EMA count is below the threshold onto a random current latent."""
+        dead = self.cluster_size < self.restart_threshold
+        n_dead = int(dead.sum())
+        self.alive_fraction = 1.0 - n_dead / self.n_codes
+        if n_dead:
+            rows = random_rows(gather_rows(flat), n_dead)
+            self.embeddings[dead] = rows
+            self.embedding_sum[dead] = rows
+            self.cluster_size[dead] = 1.0
+        return n_dead
+
+    def codebook_usage(self) -> float:
+        """Fraction of codes whose EMA count was at least the restart threshold at the last update
+        (measured before dead codes were restarted): the share of the codebook the data really uses."""
+        return self.alive_fraction
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``[B, t, h, w]`` -> their vectors ``[B, D, t, h, w]``."""
+        return rearrange(F.embedding(codes, self.embeddings), "b t h w d -> b d t h w")
+
+    def forward(self, z: torch.Tensor) -> dict:
+        b, d, t, h, w = z.shape
+        flat = rearrange(z, "b d t h w -> (b t h w) d")
+        if self.updating and not bool(self.initialized):
+            self.initialize(flat.detach())
+        codes = self.nearest(flat.detach())
+        restarted = 0
+        if self.updating:
+            self.ema_update(flat.detach(), codes)
+            restarted = self.restart_dead_codes(flat.detach())
+        quantized = rearrange(F.embedding(codes, self.embeddings), "(b t h w) d -> b d t h w", b=b, t=t, h=h, w=w)
+        commitment_loss = self.beta * F.mse_loss(z, quantized.detach())
+        quantized = z + (quantized - z).detach()  # straight-through: forward e, backward identity
+        codes = codes.view(b, t, h, w)
+        return dict(
+            embeddings=quantized,
+            codes=codes,
+            commitment_loss=commitment_loss,
+            perplexity=perplexity(codes, self.n_codes),
+            usage=torch.tensor(codes.unique().numel() / self.n_codes),
+            restarted=restarted,
+        )
