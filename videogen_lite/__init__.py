@@ -7,11 +7,12 @@
 from . import data, metrics
 from .config import Config, load_config
 from .io import load, save
+from .pretrained import pretrained
 from .vqvae import VQVAE
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "VQVAE", "VideoGPT", "data", "load", "load_config", "metrics", "save"]
+__all__ = ["Config", "VQVAE", "VideoGPT", "data", "load", "load_config", "metrics", "pretrained", "save"]
 
 
 def __getattr__(name):  # VideoGPT lives in gpt.py, imported on first use

@@ -81,7 +81,11 @@ def build_dataset(data_cfg, split: str) -> Dataset:
                                num_digits=data_cfg.num_digits, seed=seed)
         path = _require_path(data_cfg)
         if path.suffix == ".npy":
-            return MovingMNISTFile(path, split, length, seed=seed)
+            dataset = MovingMNISTFile(path, split, length, seed=seed)
+            if dataset.resolution != data_cfg.resolution:
+                raise ValueError(f"{str(path)!r} holds {dataset.resolution}x{dataset.resolution} frames but "
+                                 f"data.resolution = {data_cfg.resolution}; set data.resolution={dataset.resolution}")
+            return dataset
         if path.suffix in (".h5", ".hdf5"):
             return _check_shape(HDF5Dataset(path, split, length, seed=seed), data_cfg)
         return MovingMNIST(split, sequence_length=length, resolution=data_cfg.resolution,

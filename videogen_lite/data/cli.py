@@ -23,7 +23,7 @@ from .vizdoom import collect_vizdoom
 def add_data_commands(subparsers) -> argparse.ArgumentParser:
     """Register ``data vizdoom|bair|moving-mnist`` on the main parser's subparsers; returns the ``data`` parser."""
     data = subparsers.add_parser("data", help="collect or convert a dataset to an HDF5 video file")
-    data.set_defaults(func=run_data)
+    data.set_defaults(run=run_data)
     commands = data.add_subparsers(dest="data_command", required=True)
 
     vizdoom = commands.add_parser("vizdoom", help="collect ViZDoom rollouts live (headless) with an exploring policy")
@@ -70,8 +70,8 @@ def write_moving_mnist(args: argparse.Namespace) -> dict:
     return dict(zip(("train", "val", "test"), args.clips))
 
 
-def run_data(args: argparse.Namespace) -> None:
-    """Run a parsed ``videogen-lite data ...`` command."""
+def run_data(args: argparse.Namespace) -> int:
+    """Run a parsed ``videogen-lite data ...`` command; returns the exit status."""
     if args.data_command == "vizdoom":
         summary = collect_vizdoom(args.scenario, args.episodes, args.length, args.out, resolution=args.resolution,
                                   seed=args.seed, frame_skip=args.frame_skip)
@@ -83,3 +83,4 @@ def run_data(args: argparse.Namespace) -> None:
         print(f"wrote BAIR clips {counts} to {args.out}")
     else:  # moving-mnist
         print(f"wrote Moving MNIST clips {write_moving_mnist(args)} to {args.out}")
+    return 0

@@ -38,7 +38,7 @@ SPLITS = ("train", "val", "test")
 
 def to_video_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 frames ``[T, H, W, C]`` in [0, 255] -> float32 video ``[C, T, H, W]`` in [-0.5, 0.5]."""
-    video = torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0 - 0.5
+    video = torch.from_numpy(frames.astype(np.float32)) / 255.0 - 0.5
     return rearrange(video, "t h w c -> c t h w")
 
 

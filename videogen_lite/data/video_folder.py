@@ -21,7 +21,6 @@ import subprocess
 import warnings
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -41,6 +40,8 @@ def decode_video(path: str | Path, resolution: int, first: int = 0, count: int |
     short_side = f"scale=w='if(lt(iw,ih),{resolution},-1)':h='if(lt(iw,ih),-1,{resolution})':flags=area"
     filters = [f"select=gte(n\\,{first})"] if first else []
     filters += [short_side, f"crop={resolution}:{resolution}"]
+    import imageio_ffmpeg  # the ffmpeg binary ships inside this wheel
+
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
                "-vf", ",".join(filters), "-fps_mode", "passthrough"]
     if count is not None:

@@ -62,7 +62,8 @@ def make_game(scenario: str, seed: int = 0):
     else:
         raise ValueError(
             f"unknown ViZDoom scenario {scenario!r}: expected a path to a .cfg/.wad file or one of the "
-            f"scenarios in the vizdoom wheel: {', '.join(scenario_names())}"
+            f"scenarios in the vizdoom wheel: {', '.join(scenario_names())} (the paper's Battle2 does not ship "
+            "in the wheel: pass the path to its .cfg)"
         )
     game.set_window_visible(False)
     game.set_screen_format(vizdoom.ScreenFormat.RGB24)

@@ -1,0 +1,58 @@
+import math
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from videogen_lite.conv import Downsample, SamePadConv3d, SamePadConvTranspose3d, Upsample, stride_schedule
+
+sizes = st.integers(1, 9)
+kernels = st.integers(1, 5)
+strides = st.integers(1, 3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(t=sizes, h=sizes, w=sizes, k=kernels, s=strides)
+def test_same_conv_output_is_ceil_of_input_over_stride(t, h, w, k, s):
+    conv = SamePadConv3d(2, 3, k, s)
+    y = conv(torch.randn(1, 2, t, h, w))
+    assert y.shape == (1, 3, math.ceil(t / s), math.ceil(h / s), math.ceil(w / s))
+
+
+@settings(max_examples=25, deadline=None)
+@given(t=sizes, h=sizes, k=st.integers(2, 5), s=st.integers(1, 2))
+def test_transposed_conv_multiplies_by_stride_and_is_the_adjoint(t, h, k, s):
+    if k < s:
+        return
+    torch.manual_seed(0)
+    conv = SamePadConv3d(2, 3, k, s, bias=False)
+    convt = SamePadConvTranspose3d(3, 2, k, s, bias=False)
+    convt.convt.weight.data.copy_(conv.conv.weight.data)  # both weights are [3, 2, k, k, k]
+    x = torch.randn(1, 2, t * s, h * s, 2 * s)
+    y = torch.randn(1, 3, t, h, 2)
+    assert convt(y).shape == x.shape
+    # <conv(x), y> == <x, convt(y)>: the transposed conv is exactly the adjoint of the same conv
+    assert torch.allclose((conv(x) * y).sum(), (x * convt(y)).sum(), rtol=1e-4, atol=1e-4)
+
+
+def test_same_padding_keeps_a_centered_impulse_centered():
+    conv = SamePadConv3d(1, 1, 3, 1, bias=False)
+    conv.conv.weight.data.zero_()
+    conv.conv.weight.data[0, 0, 1, 1, 1] = 1.0  # identity kernel
+    x = torch.randn(1, 1, 4, 5, 6)
+    assert torch.equal(conv(x), x)
+
+
+def test_stride_schedule_per_axis():
+    assert stride_schedule((4, 4, 4)) == [(2, 2, 2), (2, 2, 2)]
+    assert stride_schedule((2, 4, 4)) == [(2, 2, 2), (1, 2, 2)]
+    assert stride_schedule((1, 1, 1)) == []
+
+
+def test_down_and_up_stacks_shapes():
+    x = torch.randn(2, 3, 16, 32, 32)
+    down = Downsample(3, 8, (2, 4, 4))
+    z = down(x)
+    assert z.shape == (2, 8, 8, 8, 8)
+    up = Upsample(8, 3, (2, 4, 4))
+    assert up(z).shape == x.shape

@@ -1,0 +1,56 @@
+"""The small pretrained "lite" checkpoints that ship in the repository's ``checkpoints/`` folder.
+
+Each was trained by the project's own command line; ``checkpoints/MANIFEST.json`` records how (command,
+config, steps, wall time, hardware, metrics, code commit, sha256). ``pretrained("mnist_vqvae_lite")``
+loads one after checking its sha256 against the manifest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from .io import load
+
+
+def checkpoints_dir() -> Path:
+    """``$VIDEOGEN_LITE_CHECKPOINTS``, else the ``checkpoints/`` folder of the repository holding the package."""
+    if os.environ.get("VIDEOGEN_LITE_CHECKPOINTS"):
+        return Path(os.environ["VIDEOGEN_LITE_CHECKPOINTS"])
+    return Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def manifest() -> dict:
+    path = checkpoints_dir() / "MANIFEST.json"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no {path}: the lite checkpoints live in the repository's checkpoints/ folder; clone the repository "
+            "(or set VIDEOGEN_LITE_CHECKPOINTS to that folder)"
+        )
+    return json.loads(path.read_text())
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def entry(name: str) -> dict:
+    """The manifest entry of checkpoint ``name`` (command, config, steps, metrics, ...)."""
+    entries = manifest()["checkpoints"]
+    if name not in entries:
+        raise ValueError(f"no checkpoint named {name!r}: the manifest lists {', '.join(sorted(entries))}")
+    return entries[name]
+
+
+def pretrained(name: str, device: str = "cpu"):
+    """Load lite checkpoint ``name`` (its sha256 checked against the manifest), in eval mode."""
+    info = entry(name)
+    path = checkpoints_dir() / info["path"]
+    if sha256(path) != info["sha256"]:
+        raise ValueError(f"{path} does not match the sha256 in MANIFEST.json: the file was changed or is corrupt")
+    return load(path, device)
