@@ -277,7 +277,7 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
         step += 1
         window.append(scalars(out))
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.4f}")
+        bar.set_postfix(loss=f"{loss.item():.4f}")
         if main and (step % cfg.log_every == 0 or step == cfg.steps):
             now = time.time()
             record = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
