@@ -1,0 +1,79 @@
+# videogen-lite: the two commands a newcomer runs are `make book` and `make test`.
+#
+#   make book         .venv + CPU torch + the package with [book,test] extras; builds _build/html
+#   make test         the same install, then unit tests, strict nbval of book/*.ipynb, the book
+#                     built with warnings as errors, and every page opened in headless Chromium
+#   make checkpoints  retrain the lite checkpoints that the chapters load (long)
+#   make bench        speed / memory benchmarks (prints figures)
+#   make clean        remove build outputs (keeps .venv); `make distclean` removes .venv too
+
+PY   ?= python3
+VENV  = .venv
+BIN   = $(VENV)/bin
+# Extra arguments for installing torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_PIP_ARGS ?=
+
+# Tools run from the venv see its other tools (jupyter, the kernel, videogen-lite) first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+# Run a command and print how long it took; keeps its exit status.
+TIMED = bash -c 'start=$$(date +%s); "$$@"; rc=$$?; echo "[$$(( $$(date +%s) - start ))s, exit $$rc] $$*"; exit $$rc' timed
+
+SANITIZE = $(if $(wildcard book/nbval_sanitize.cfg),--sanitize-with book/nbval_sanitize.cfg)
+
+# The stages of `make test` run one after another even under `make -j`.
+.NOTPARALLEL:
+
+.PHONY: install book test unit nbval book-strict site-check checkpoints bench clean distclean
+
+install: $(VENV)/.installed
+
+# torch goes in first, pinned: a bare `torch` requirement on a machine with no torch pulls the
+# multi-GB CUDA build from PyPI. torch==2.13.0 resolves to the CPU wheel where one is offered (a
+# local wheel directory on pip's find-links path, or an index given in TORCH_PIP_ARGS); the package
+# itself keeps torch>=2.3 open for its users. Then the package, editable, with both extras.
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/pip install $(TORCH_PIP_ARGS) torch==2.13.0
+	$(BIN)/pip install -e ".[book,test]"
+	touch $@
+
+book: install
+	$(TIMED) $(BIN)/jupyter-book build .
+	@echo "The book is in _build/html/index.html"
+
+test: install
+	@total=$$(date +%s); \
+	$(MAKE) --no-print-directory unit nbval book-strict site-check || exit $$?; \
+	echo "make test: all stages passed in $$(( $$(date +%s) - total ))s"
+
+unit: install
+	$(TIMED) $(BIN)/pytest -q tests
+
+nbval: install
+	@if ls book/*.ipynb >/dev/null 2>&1; then \
+	  $(TIMED) $(BIN)/pytest -q --nbval book/ $(SANITIZE); \
+	else \
+	  echo "nbval: skipped, book/ holds no notebooks yet"; \
+	fi
+
+# --all re-reads every page, so that warnings of pages unchanged since `make book` still count.
+book-strict: install
+	$(TIMED) $(BIN)/jupyter-book build . --all -W -n --keep-going
+
+site-check: install
+	$(TIMED) $(BIN)/python tools/check_site.py _build/html
+
+checkpoints: install
+	$(TIMED) bash checkpoints/train_lite.sh
+
+bench: install
+	$(TIMED) $(BIN)/videogen-lite bench
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,82 @@
+"""Seconds per VQ-VAE training step (forward + backward + optimizer + EMA codebook update) and peak memory.
+
+The paper-shaped model: hidden 240, residual units 128, 2 attention residual layers, codebook 512 x 64,
+batch 4 of 16x64x64 one-channel clips, 2 CPU threads by default.
+
+    python benchmarks/vqvae_step.py [--threads 2] [--steps 5] [--profile]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import torch
+
+import videogen_lite as vg
+
+
+def paper_shaped_config(attention: bool = True):
+    return vg.load_config("moving_mnist", ["data.variance=0.039", f"vqvae.attention={str(attention).lower()}",
+                                           "vqvae.n_res_layers=2"])
+
+
+def measure(threads: int = 2, steps: int = 5, batch: int = 4, device: str = "cpu", profile: bool = False) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = paper_shaped_config()
+    model = vg.VQVAE(cfg.vqvae).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.vqvae.train.lr)
+    x = torch.rand(batch, 1, 16, 64, 64, device=device) - 0.5
+
+    def step():
+        out = model(x)
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    step()  # warm-up (and the codebook's data initialisation)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    result = dict(
+        seconds_per_step=statistics.median(times),
+        min_seconds=min(times),
+        peak_memory_mb=(torch.cuda.max_memory_allocated() / 2**20 if device != "cpu"
+                        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        parameters=sum(p.numel() for p in model.parameters()),
+        threads=threads, batch=batch, device=device,
+    )
+    if profile:
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        result["profile"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    r = measure(args.threads, args.steps, args.batch, args.device, args.profile)
+    print(f"VQ-VAE step (hidden 240, 2 attention residual layers, 512x64 codes, batch {r['batch']}, 16x64x64) "
+          f"on {r['device']} with {r['threads']} threads: median {r['seconds_per_step']:.2f} s "
+          f"(min {r['min_seconds']:.2f} s), peak memory {r['peak_memory_mb']:.0f} MB, "
+          f"{r['parameters'] / 1e6:.2f} M parameters")
+    if "profile" in r:
+        print(r["profile"])
+
+
+if __name__ == "__main__":
+    main()
