@@ -54,8 +54,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--length", type=int, default=200)
     parser.add_argument("--clips", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the main process")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         summary = collect_vizdoom("health_gathering_supreme", args.episodes, args.length, tmp / "hgs.h5",

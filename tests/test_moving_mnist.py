@@ -57,3 +57,9 @@ def test_digits_move_and_stay_inside_the_frame():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MovingMNIST(**kwargs)
+
+
+def test_small_canvases_keep_digits_inside():
+    ds = MovingMNIST("train", sequence_length=16, resolution=30, num_digits=2, seed=0, length=50)
+    for i in range(50):
+        assert ds[i]["video"].shape == (1, 16, 30, 30)

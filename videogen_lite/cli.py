@@ -4,6 +4,7 @@
     videogen-lite train prior --config moving_mnist_lite --vqvae runs/vq --out runs/prior [key=value ...]
     videogen-lite data vizdoom|bair|... (see ``videogen-lite data --help``)
     videogen-lite sample --prior runs/prior --n 4 --out samples.gif
+    videogen-lite bench [--only vqvae_step prior data_loading]
     videogen-lite configs            (lists the shipped configs)
 
 The same ``train`` command under ``torchrun --nproc_per_node N`` trains data-parallel; ``batch_size`` is
@@ -71,6 +72,44 @@ def _sample(args) -> int:
     return 0
 
 
+def matmul_peak_gflops(device: str = "cpu", size: int = 2048, repeats: int = 5) -> float:
+    """Measured fp32 matmul throughput: the ceiling the benchmarks' GFLOP/s are compared with."""
+    import time
+
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        a @ b
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def _bench(args) -> int:
+    import subprocess
+
+    folder = Path(args.benchmarks) if args.benchmarks else Path(__file__).resolve().parent.parent / "benchmarks"
+    scripts = sorted(folder.glob("*.py"))
+    if not scripts:
+        raise FileNotFoundError(f"no benchmark scripts in {folder}: run from a repository checkout or pass "
+                                "--benchmarks DIR")
+    if args.only:
+        scripts = [s for s in scripts if s.stem in args.only]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.set_num_threads(args.threads)
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"device {device} ({name}), dtype float32, {args.threads} CPU threads, torch {torch.__version__}")
+    print(f"measured fp32 matmul peak: {matmul_peak_gflops(device):.0f} GFLOP/s")
+    failed = 0
+    for script in scripts:
+        print(f"\n== {script.stem}", flush=True)
+        failed += subprocess.call([sys.executable, str(script), "--threads", str(args.threads)]) != 0
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videogen-lite", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample_p.add_argument("--seed", type=int, default=0)
     sample_p.add_argument("--out", required=True, help="an .mp4 or .gif file")
     sample_p.set_defaults(run=_sample)
+
+    bench_p = commands.add_parser("bench", help="print the speed and memory figures of benchmarks/")
+    bench_p.add_argument("--threads", type=int, default=2)
+    bench_p.add_argument("--only", nargs="*", help="benchmark names, e.g. vqvae_step prior")
+    bench_p.add_argument("--benchmarks", help="folder of benchmark scripts (default: the checkout's benchmarks/)")
+    bench_p.set_defaults(run=_bench)
 
     configs_p = commands.add_parser("configs", help="list the shipped configs")
     configs_p.set_defaults(run=lambda args: print("\n".join(config_names())) or 0)

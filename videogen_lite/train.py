@@ -264,7 +264,7 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
         loss = out["loss"]
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"non-finite loss ({float(loss)}) at step {step + 1}; the last good checkpoint is "
+                f"non-finite loss ({loss.item()}) at step {step + 1}; the last good checkpoint is "
                 f"{last_checkpoint or 'none (no checkpoint written yet)'}. Lower the learning rate or enable "
                 "gradient clipping (train.grad_clip) and resume from it."
             )

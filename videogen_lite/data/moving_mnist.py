@@ -61,6 +61,7 @@ def bouncing_trajectory(rng: np.random.Generator, length: int, room: int) -> np.
                 position[axis], velocity[axis] = -position[axis], -velocity[axis]
             elif position[axis] > room:
                 position[axis], velocity[axis] = 2 * room - position[axis], -velocity[axis]
+        position = np.clip(position, 0, room)  # a step longer than the room itself (tiny canvases)
     return corners
 
 
