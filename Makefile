@@ -19,7 +19,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # Run a command and print how long it took; keeps its exit status.
 TIMED = bash -c 'start=$$(date +%s); "$$@"; rc=$$?; echo "[$$(( $$(date +%s) - start ))s, exit $$rc] $$*"; exit $$rc' timed
 
-SANITIZE = $(if $(wildcard book/nbval_sanitize.cfg),--sanitize-with book/nbval_sanitize.cfg)
+SANITIZE = $(if $(wildcard book/nbval_sanitize.cfg),--nbval-sanitize-with book/nbval_sanitize.cfg)
 
 # The stages of `make test` run one after another even under `make -j`.
 .NOTPARALLEL:

@@ -200,7 +200,7 @@ class VQVAE(nn.Module):
         if torch.isnan(self.data_variance):
             raise ValueError(
                 "the data variance (denominator of the normalized MSE) is unknown: set cfg.vqvae.data_variance "
-                "or data.variance in the config, or call vq.set_data_variance(videogen_lite.data.data_variance(ds))"
+                "or data.variance in the config, or call vq.set_data_variance(videogen_lite.metrics.data_variance(ds))"
             )
         return F.mse_loss(recon, x) / self.data_variance
 
