@@ -144,3 +144,22 @@ def test_two_processes_match_one(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path, monkeypatch):
+    # freeze the codebook (no EMA, no restarts): then nothing couples the clips of a batch and the
+    # mean of two half-batch gradients must equal the full-batch gradient
+    original = vg.VQVAE.__init__
+
+    def frozen_init(self, cfg):
+        original(self, cfg)
+        self.codebook.frozen = True
+
+    monkeypatch.setattr(vg.VQVAE, "__init__", frozen_init)
+    run(tiny(3), tmp_path / "full")
+    run(tiny(3, ["vqvae.train.grad_accumulation=2"]), tmp_path / "accumulated")
+    a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "accumulated")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    with pytest.raises(ValueError, match="grad_accumulation=3"):
+        run(tiny(1, ["vqvae.train.grad_accumulation=3"]), tmp_path / "bad")

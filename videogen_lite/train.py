@@ -111,6 +111,23 @@ def batches(dataset: Dataset, sampler, num_workers: int) -> DataLoader:
                       generator=torch.Generator().manual_seed(0), persistent_workers=False)
 
 
+def micro_batches(batch: dict, n: int) -> list[dict]:
+    """Split a batch into ``n`` equal micro-batches (gradient accumulation)."""
+    size = len(next(iter(batch.values())))
+    if size % n:
+        raise ValueError(f"the per-process batch of {size} clips does not split into grad_accumulation={n} "
+                         "equal micro-batches")
+    return [{k: v[i * size // n : (i + 1) * size // n] for k, v in batch.items()} for i in range(n)]
+
+
+def out_of_time(began: float, max_minutes: float, world: int) -> bool:
+    """Whether the time budget is spent; under torchrun all processes agree (rank clocks differ)."""
+    flag = torch.tensor(float(time.time() - began > 60 * max_minutes))
+    if world > 1:
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag)
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -239,9 +256,13 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
     model.to(device).train()
     optimizer, scheduler = make_optimizer(model, cfg)
     start = load_checkpoint(run_dir, model, optimizer, scheduler) if resume else 0
+    if cfg.activation_checkpointing and hasattr(model, "activation_checkpointing"):
+        model.activation_checkpointing = True  # recompute each transformer block in the backward pass
     step_fn = BatchForward(model)
     if world > 1:
         step_fn = torch.nn.parallel.DistributedDataParallel(step_fn)
+    if cfg.compile:
+        step_fn = torch.compile(step_fn)
     log_path = run_dir / "log.jsonl"
     if main and not resume and log_path.exists():
         log_path.unlink()
@@ -259,23 +280,31 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
         last_checkpoint = checkpoints_of(run_dir)[-1][1] if checkpoints_of(run_dir) else None
     for batch in batches(train_set, sampler, cfg.num_workers):
         batch = to_device(batch, device)
-        with autocast:
-            out = step_fn(batch)
-        loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite loss ({loss.item()}) at step {step + 1}; the last good checkpoint is "
-                f"{last_checkpoint or 'none (no checkpoint written yet)'}. Lower the learning rate or enable "
-                "gradient clipping (train.grad_clip) and resume from it."
-            )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        micro_outs = []
+        for i, micro in enumerate(micro_batches(batch, cfg.grad_accumulation)):
+            last_micro = i == cfg.grad_accumulation - 1
+            sync = nullcontext() if world == 1 or last_micro else step_fn.no_sync()
+            with sync:
+                with autocast:
+                    micro_out = step_fn(micro)
+                loss = micro_out["loss"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss ({loss.item()}) at step {step + 1}; the last good checkpoint is "
+                        f"{last_checkpoint or 'none (no checkpoint written yet)'}. Lower the learning rate or "
+                        "enable gradient clipping (train.grad_clip) and resume from it."
+                    )
+                (loss / cfg.grad_accumulation).backward()
+            micro_outs.append(scalars(micro_out))
+        out = {k: float(np.mean([m[k] for m in micro_outs])) for k in micro_outs[0]}
+        loss = torch.tensor(out["loss"])
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
         step += 1
-        window.append(scalars(out))
+        window.append(out)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if main and (step % cfg.log_every == 0 or step == cfg.steps):
@@ -289,7 +318,7 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
             window, window_start = [], now
         if main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             last_checkpoint = save_checkpoint(run_dir, model, optimizer, scheduler, step, cfg.keep_checkpoints)
-        if max_minutes is not None and time.time() - began > 60 * max_minutes:
+        if max_minutes is not None and out_of_time(began, max_minutes, world):
             stopped_early = step < cfg.steps
             break
     bar.close()

@@ -1,0 +1,239 @@
+"""The GPT prior: causality, KV-cached sampling, the frozen VQ-VAE, position encodings, conditioning,
+determinism, bad inputs, save/load, and the train prior / sample commands."""
+import pytest
+import torch
+from PIL import Image
+
+import videogen_lite as vg
+from videogen_lite.cli import main as cli_main
+from videogen_lite.conditioning import ConditionalLayerNorm, FrameEncoder
+from videogen_lite.train import make_optimizer
+
+TINY = [  # the tiny_cfg fixture's overrides (conftest.py), for the command line
+    "data.sequence_length=8", "data.resolution=32", "data.variance=0.04",
+    "vqvae.n_hiddens=16", "vqvae.res_hiddens=8", "vqvae.n_codes=32", "vqvae.embedding_dim=8",
+    "vqvae.downsample=[2,4,4]",
+    "prior.hidden=32", "prior.heads=2", "prior.layers=2", "prior.resnet_units=16",
+]
+
+
+def make_prior(cfg, frame_cond=False, action_dim=0, **prior):
+    cfg.prior.frame_cond, cfg.prior.action_dim = frame_cond, action_dim
+    for key, value in prior.items():
+        setattr(cfg.prior, key, value)
+    torch.manual_seed(0)
+    return vg.VideoGPT(cfg.prior, vqvae=vg.VQVAE(cfg.vqvae)).eval()
+
+
+def randomise_action_norms(prior):
+    """Conditional norms start as plain LayerNorms; give them weights so that actions matter."""
+    with torch.no_grad():
+        for module in prior.modules():
+            if isinstance(module, ConditionalLayerNorm):
+                for p in module.parameters():
+                    p.normal_(std=0.1)
+
+
+def inputs(prior, b=2, seed=0):
+    """Random codes [b, t, h, w], frames [b, 1, 1, 32, 32] and actions [b, 4, 3] for the tiny prior."""
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, prior.n_codes, (b, *prior.latent_shape), generator=g)
+    frames = torch.rand(b, 1, 1, 32, 32, generator=g) - 0.5 if prior.cfg.frame_cond else None
+    actions = torch.randn(b, 4, 3, generator=g) if prior.cfg.action_dim else None
+    return codes, frames, actions
+
+
+def test_forward_shapes_and_bits_per_dim(tiny_cfg):
+    prior = make_prior(tiny_cfg, frame_cond=True, action_dim=12)
+    codes, frames, actions = inputs(prior)
+    out = prior(codes, frames, actions)
+    assert out["logits"].shape == (2, 4, 8, 8, 32)
+    assert torch.allclose(out["bits_per_dim"], out["loss"] / torch.log(torch.tensor(2.0)))
+    # an untrained prior is close to uniform over the codebook: ln(32) nats
+    assert abs(out["loss"].item() - torch.log(torch.tensor(32.0)).item()) < 0.5
+    video = torch.rand(2, 1, 8, 32, 32) - 0.5  # a video is encoded by the VQ-VAE first
+    assert torch.equal(prior(video, frames, actions)["logits"], prior(prior.vqvae.encode(video), frames, actions)["logits"])
+
+
+def test_causality_a_later_code_never_changes_an_earlier_logit(tiny_cfg):
+    prior = make_prior(tiny_cfg, frame_cond=True, action_dim=12)
+    randomise_action_norms(prior)
+    codes, frames, actions = inputs(prior)
+    logits = prior(codes, frames, actions)["logits"].flatten(1, 3)  # [B, L, K]
+    for j in (0, 37, 255):
+        changed = codes.clone().flatten(1)
+        changed[:, j] = (changed[:, j] + 1) % prior.n_codes
+        new = prior(changed.view_as(codes), frames, actions)["logits"].flatten(1, 3)
+        assert torch.allclose(new[:, : j + 1], logits[:, : j + 1], atol=1e-6), f"code {j} leaked backwards"
+        if j + 1 < prior.length:
+            assert not torch.allclose(new[:, j + 1], logits[:, j + 1], atol=1e-6), "the next position must see it"
+
+
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_cached_and_uncached_sampling_draw_the_same_codes(tiny_cfg, conditioned):
+    prior = make_prior(tiny_cfg, frame_cond=conditioned, action_dim=12 if conditioned else 0)
+    randomise_action_norms(prior)
+    _, frames, actions = inputs(prior, b=2)
+    kwargs = {"frames": frames, "actions": actions, "temperature": 0.9, "top_k": 20 if conditioned else None}
+    cached = prior.sample_codes(2, generator=torch.Generator().manual_seed(1), **kwargs)
+    uncached = prior.sample_codes(2, generator=torch.Generator().manual_seed(1), use_cache=False, **kwargs)
+    assert cached.shape == (2, 4, 8, 8)
+    assert torch.equal(cached, uncached)
+
+
+def test_sampling_is_deterministic_for_a_seeded_generator(tiny_cfg):
+    prior = make_prior(tiny_cfg)
+    a = prior.sample(2, generator=torch.Generator().manual_seed(3))
+    b = prior.sample(2, generator=torch.Generator().manual_seed(3))
+    c = prior.sample(2, generator=torch.Generator().manual_seed(4))
+    assert a.shape == (2, 1, 8, 32, 32) and 0 <= float(a.min()) and float(a.max()) <= 1
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert not prior.training  # sampling restores the mode it found
+
+
+def test_top_k_one_is_greedy(tiny_cfg):
+    prior = make_prior(tiny_cfg)
+    codes = prior.sample_codes(1, top_k=1, generator=torch.Generator().manual_seed(0))
+    logits = prior(codes)["logits"]
+    assert torch.equal(codes, logits.argmax(-1))
+
+
+def test_the_vqvae_stays_frozen_while_the_prior_trains(tiny_cfg):
+    prior = make_prior(tiny_cfg, frame_cond=True)
+    before = {k: v.clone() for k, v in prior.vqvae.state_dict().items()}
+    prior.train()
+    assert prior.training and prior.blocks[0].training
+    assert not prior.vqvae.training and prior.vqvae.codebook.frozen
+    assert not any(p.requires_grad for p in prior.vqvae.parameters())
+    optimizer, _ = make_optimizer(prior, tiny_cfg.prior.train)
+    vq_params = {id(p) for p in prior.vqvae.parameters()}
+    assert not any(id(p) in vq_params for group in optimizer.param_groups for p in group["params"])
+    first = None
+    for step in range(3):
+        video = torch.rand(2, 1, 8, 32, 32, generator=torch.Generator().manual_seed(step)) - 0.5
+        out = prior.forward_batch({"video": video, "actions": torch.zeros(2, 8, 0), "label": torch.zeros(2)})
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        first = first if first is not None else prior.head.weight.detach().clone()
+    assert not torch.equal(first, prior.head.weight)  # the prior did train
+    after = prior.vqvae.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the VQ-VAE changed under prior training"
+
+
+@pytest.mark.parametrize("kind", ["spatiotemporal", "spatial", "temporal", "sincos", "none"])
+def test_each_position_encoding_has_the_latent_shape_and_broadcasts(tiny_cfg, kind):
+    prior = make_prior(tiny_cfg, pos_embedding=kind)
+    emb = prior.position()
+    assert emb.shape == (4, 8, 8, 32)  # [t, h, w, hidden]
+    if kind == "spatial":
+        assert torch.equal(emb[0], emb[3])
+    if kind == "temporal":
+        assert torch.equal(emb[:, 0, 0], emb[:, 5, 7])
+    if kind == "spatiotemporal":
+        assert torch.allclose(emb[2, 0, 0] - emb[0, 0, 0], emb[2, 5, 7] - emb[0, 5, 7], atol=1e-6)
+    if kind == "none":
+        assert not emb.any() and not any("position" in name for name, _ in prior.named_parameters())
+    codes, _, _ = inputs(prior)
+    assert prior(codes)["logits"].shape == (2, 4, 8, 8, 32)
+
+
+def test_frames_and_actions_change_the_logits(tiny_cfg):
+    prior = make_prior(tiny_cfg, frame_cond=True, action_dim=12)
+    codes, frames, actions = inputs(prior)
+    base = prior(codes, frames, actions)["logits"]
+    assert not torch.allclose(base, prior(codes, -frames, actions)["logits"], atol=1e-5)
+    # conditional norms start as plain LayerNorms: actions change nothing until they have learnt weights
+    assert torch.allclose(base, prior(codes, frames, actions + 1)["logits"], atol=1e-6)
+    randomise_action_norms(prior)
+    base = prior(codes, frames, actions)["logits"]
+    assert not torch.allclose(base, prior(codes, frames, actions + 1)["logits"], atol=1e-5)
+
+
+def test_conditional_layer_norm_starts_as_layer_norm():
+    norm = ConditionalLayerNorm(6, 4)
+    x, cond = torch.randn(3, 5, 6), torch.randn(3, 4)
+    assert torch.allclose(norm(x, cond), torch.nn.functional.layer_norm(x, (6,)), atol=1e-6)
+
+
+def test_frame_encoder_is_batch_independent_and_on_the_latent_grid():
+    torch.manual_seed(0)
+    encoder = FrameEncoder(channels=3, n_frames=2, depth=34, units=16, grid=(8, 8)).train()
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in encoder.modules())
+    frames = torch.rand(3, 3, 2, 32, 32) - 0.5
+    features = encoder(frames)
+    assert features.shape == (3, 64, 16)  # [B, h*w, units]
+    assert torch.allclose(encoder(frames[1:2]), features[1:2], rtol=1e-4, atol=1e-4)  # the same alone as in a batch
+
+
+def test_forward_batch_takes_the_first_frames_and_action_steps(tiny_cfg):
+    prior = make_prior(tiny_cfg, frame_cond=True, action_dim=12)
+    randomise_action_norms(prior)
+    video = torch.rand(2, 1, 8, 32, 32) - 0.5
+    actions = torch.randn(2, 8, 3)  # the dataset gives 8 steps; action_dim 12 = 4 steps x 3
+    out = prior.forward_batch({"video": video, "actions": actions, "label": torch.zeros(2)})
+    assert torch.equal(out["logits"], prior(video, video[:, :, :1], actions[:, :4])["logits"])
+    with pytest.raises(ValueError, match="action_dim = 12"):
+        prior.forward_batch({"video": video, "actions": torch.zeros(2, 8, 5)})
+
+
+def test_bad_inputs_say_what_was_expected(tiny_cfg):
+    prior = make_prior(tiny_cfg, frame_cond=True, action_dim=12)
+    codes, frames, actions = inputs(prior)
+    with pytest.raises(ValueError, match=r"no frames.*\[2, 1, 1, 32, 32\]"):
+        prior(codes, None, actions)
+    with pytest.raises(ValueError, match=r"expected frames .*\[2, 1, 1, 32, 32\].*got .*\[2, 1, 2, 32, 32\]"):
+        prior(codes, torch.zeros(2, 1, 2, 32, 32), actions)
+    with pytest.raises(ValueError, match="no actions"):
+        prior(codes, frames, None)
+    with pytest.raises(ValueError, match=r"T' x A = prior.action_dim = 12.*\[2, 5, 3\]"):
+        prior(codes, frames, torch.zeros(2, 5, 3))
+    with pytest.raises(ValueError, match=r"codes \[B, t, h, w\] = \[B, 4, 8, 8\]"):
+        prior(codes[:, :2], frames, actions)
+    with pytest.raises(ValueError, match=r"\[0, 32\)"):
+        prior(codes + 32, frames, actions)
+    with pytest.raises(ValueError, match=r"video \[B, C, T, H, W\] = \[B, 1, 8, 32, 32\]"):
+        prior(torch.zeros(2, 1, 8, 16, 16), frames, actions)
+    with pytest.raises(ValueError, match="n = 3 samples"):
+        prior.sample(3, frames=frames, actions=actions)
+    with pytest.raises(ValueError, match="temperature"):
+        prior.sample(2, frames=frames, actions=actions, temperature=0)
+    plain = make_prior(tiny_cfg)
+    with pytest.raises(ValueError, match="not action-conditioned"):
+        plain(codes, actions=actions)
+    with pytest.raises(ValueError, match="not frame-conditioned"):
+        plain(codes, frames=frames)
+
+
+def test_save_load_roundtrip_gives_identical_logits(tiny_cfg, tmp_path):
+    prior = make_prior(tiny_cfg, frame_cond=True, action_dim=12, pos_embedding="sincos")
+    randomise_action_norms(prior)
+    codes, frames, actions = inputs(prior)
+    path = vg.save(prior, tmp_path / "prior.safetensors")
+    loaded = vg.load(path)
+    assert isinstance(loaded, vg.VideoGPT) and loaded.config_dict() == prior.config_dict()
+    assert not loaded.vqvae.training and loaded.vqvae.codebook.frozen
+    assert torch.equal(loaded(codes, frames, actions)["logits"], prior(codes, frames, actions)["logits"])
+
+
+def test_train_prior_and_sample_from_the_command_line(tmp_path):
+    vq_dir, prior_dir, frames_file, gif = tmp_path / "vq", tmp_path / "prior", tmp_path / "f.pt", tmp_path / "s.gif"
+    # 40x40: MovingMNIST's bouncing digits (28x28) need room >= 5 pixels (its top speed) at this commit
+    common = ["--config", "moving_mnist_lite", "--quiet", *TINY, "data.resolution=40"]
+    assert cli_main(["train", "vqvae", "--out", str(vq_dir), *common, "vqvae.train.steps=2",
+                     "vqvae.train.batch_size=2", "vqvae.train.eval_batches=1"]) == 0
+    assert cli_main(["train", "prior", "--vqvae", str(vq_dir), "--out", str(prior_dir), *common,
+                     "prior.train.steps=3", "prior.train.batch_size=2", "prior.train.eval_batches=1",
+                     "prior.train.log_every=1"]) == 0
+    assert (prior_dir / "checkpoints" / "step_00000003.safetensors").exists()
+    assert len((prior_dir / "log.jsonl").read_text().splitlines()) == 3
+    prior = vg.load(prior_dir)
+    assert isinstance(prior, vg.VideoGPT) and prior.cfg.frame_cond
+    torch.save(torch.rand(2, 1, 1, 40, 40) - 0.5, frames_file)
+    assert cli_main(["sample", "--prior", str(prior_dir), "--n", "2", "--frames", str(frames_file),
+                     "--out", str(gif)]) == 0
+    image = Image.open(gif)
+    assert image.n_frames == 8 and image.size[0] > 2 * 40  # two 40x40 videos side by side
+    assert cli_main(["sample", "--prior", str(prior_dir), "--n", "2", "--out", str(gif)]) == 2  # frames missing
