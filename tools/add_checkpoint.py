@@ -26,21 +26,27 @@ def main() -> int:
     parser.add_argument("name")
     parser.add_argument("--commit", required=True, help="the code commit the run was trained from")
     parser.add_argument("--note", default="")
+    parser.add_argument("--inside", help="ship no separate file: the weights are the .vqvae of this prior entry")
     args = parser.parse_args()
     run_config = json.loads((args.run_dir / "config.json").read_text())
     metrics = json.loads((args.run_dir / "metrics.json").read_text())
     weights = resolve_weights(args.run_dir)
     target = ROOT / "checkpoints" / f"{args.name}.safetensors"
     target.parent.mkdir(exist_ok=True)
-    shutil.copyfile(weights, target)
+    if not args.inside:
+        shutil.copyfile(weights, target)
     log_copy = ROOT / "checkpoints" / "logs" / f"{args.name}.jsonl"
     log_copy.parent.mkdir(exist_ok=True)
     shutil.copyfile(args.run_dir / "log.jsonl", log_copy)
     manifest_path = ROOT / "checkpoints" / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"checkpoints": {}}
     logged = [json.loads(line) for line in (args.run_dir / "log.jsonl").read_text().splitlines()]
+    if args.inside:  # the same weights travel inside the prior that was trained on them
+        shipped = dict(path=None, inside=args.inside, sha256_of_run_file=sha256(weights))
+    else:
+        shipped = dict(path=target.name, sha256=sha256(target), size_bytes=target.stat().st_size)
     manifest["checkpoints"][args.name] = dict(
-        path=target.name,
+        **shipped,
         log=str(log_copy.relative_to(target.parent)),
         stage=run_config["stage"],
         command=run_config["command"],
@@ -52,12 +58,10 @@ def main() -> int:
         processes=metrics["processes"],
         metrics=dict(held_out=metrics.get("held_out", {}), last_logged_train=logged[-1] if logged else {}),
         commit=args.commit,
-        sha256=sha256(target),
-        size_bytes=target.stat().st_size,
         note=args.note,
     )
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"{target.relative_to(ROOT)}: {manifest['checkpoints'][args.name]['sha256']}")
+    print(f"{args.name}: {json.dumps(shipped)}")
     return 0
 
 

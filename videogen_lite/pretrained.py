@@ -48,8 +48,13 @@ def entry(name: str) -> dict:
 
 
 def pretrained(name: str, device: str = "cpu"):
-    """Load lite checkpoint ``name`` (its sha256 checked against the manifest), in eval mode."""
+    """Load lite checkpoint ``name`` (its sha256 checked against the manifest), in eval mode.
+
+    An entry with ``inside`` ships no file of its own: its weights are the ``.vqvae`` of that prior.
+    """
     info = entry(name)
+    if info.get("inside"):  # e.g. a VQ-VAE that ships inside the prior trained on it
+        return pretrained(info["inside"], device).vqvae
     path = checkpoints_dir() / info["path"]
     if sha256(path) != info["sha256"]:
         raise ValueError(f"{path} does not match the sha256 in MANIFEST.json: the file was changed or is corrupt")
