@@ -237,3 +237,21 @@ def test_train_prior_and_sample_from_the_command_line(tmp_path):
     image = Image.open(gif)
     assert image.n_frames == 8 and image.size[0] > 2 * 40  # two 40x40 videos side by side
     assert cli_main(["sample", "--prior", str(prior_dir), "--n", "2", "--out", str(gif)]) == 2  # frames missing
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tiny_cfg):
+    import videogen_lite as vg
+
+    torch.manual_seed(0)
+    tiny_cfg.prior.dropout = 0.0
+    prior = vg.VideoGPT(tiny_cfg.prior, vqvae=vg.VQVAE(tiny_cfg.vqvae)).train()
+    codes = torch.randint(0, tiny_cfg.vqvae.n_codes, (2, *tiny_cfg.vqvae.latent_shape))
+    frames = torch.rand(2, 1, 1, 32, 32) - 0.5
+    grads = []
+    for flag in (False, True):
+        prior.zero_grad()
+        prior.activation_checkpointing = flag
+        prior(codes, frames=frames)["loss"].backward()
+        grads.append([p.grad.clone() for p in prior.parameters() if p.grad is not None])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)

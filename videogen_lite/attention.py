@@ -72,7 +72,8 @@ class SpatioTemporalEmbedding(nn.Module):
 
     def forward(self) -> torch.Tensor:
         t, h, w = self.shape
-        out = torch.zeros(t, h, w, self.dim, device=next(iter(self.tables.values())).device)
+        table = next(iter(self.tables.values()))
+        out = torch.zeros(t, h, w, self.dim, device=table.device, dtype=table.dtype)
         if "t" in self.tables:
             out = out + self.tables["t"][:, None, None, :]
         if "h" in self.tables:

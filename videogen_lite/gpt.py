@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.utils.checkpoint
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
@@ -164,6 +165,7 @@ class VideoGPT(nn.Module):
         self.norm = make_norm(cfg.hidden, cfg.action_dim)
         self.head = nn.Linear(cfg.hidden, self.n_codes, bias=False)
         nn.init.normal_(self.head.weight, std=0.02)
+        self.activation_checkpointing = False  # set by the training loop (train.activation_checkpointing)
         self.vqvae.eval()
 
     # -----------------------------------------------------------------------------------------------
@@ -252,7 +254,11 @@ class VideoGPT(nn.Module):
         position = rearrange(self.position(), "t h w d -> (t h w) d")[: m + 1]  # [m+1, D]
         x = self.dropout(x + position)
         for block in self.blocks:
-            x = block(x, frame, actions)
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                # keep only each block's input; recompute its activations in the backward pass
+                x = torch.utils.checkpoint.checkpoint(block, x, frame, actions, use_reentrant=False)
+            else:
+                x = block(x, frame, actions)
         return self.head(apply_norm(self.norm, x, actions))  # [B, m+1, n_codes]
 
     def forward(self, x: torch.Tensor, frames: torch.Tensor | None = None,

@@ -10,7 +10,8 @@ metrics to log. The loop:
   rank 0 only;
 - writes ``RUN/checkpoints/step_XXXXXXXX.safetensors`` (weights + config, :func:`videogen_lite.save`) and
   ``.state.pt`` beside it (optimizer, scheduler, step, RNG states), atomically, keeping the last K;
-- logs JSONL lines to ``RUN/log.jsonl`` and ends with held-out metrics in ``RUN/metrics.json``.
+- logs JSONL lines to ``RUN/log.jsonl`` (and TensorBoard scalars to ``RUN/tensorboard`` when the
+  ``tensorboard`` package is installed) and ends with held-out metrics in ``RUN/metrics.json``.
 """
 from __future__ import annotations
 
@@ -109,6 +110,15 @@ def batches(dataset: Dataset, sampler, num_workers: int) -> DataLoader:
     # its own generator, so creating the loader never consumes the global RNG (resume stays exact)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
                       generator=torch.Generator().manual_seed(0), persistent_workers=False)
+
+
+def tensorboard_writer(run_dir: Path):
+    """A TensorBoard writer into ``RUN/tensorboard`` when the ``tensorboard`` package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def micro_batches(batch: dict, n: int) -> list[dict]:
@@ -270,6 +280,7 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
         kept = [line for line in log_path.read_text().splitlines() if json.loads(line).get("step", 0) <= start]
         log_path.write_text("".join(line + "\n" for line in kept))
 
+    board = tensorboard_writer(run_dir) if main else None
     sampler = StepSampler(len(train_set), cfg.batch_size, cfg.steps, cfg.seed, rank, world, start)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext())
     bar = tqdm(total=cfg.steps, initial=start, desc=f"training {type(model).__name__}", disable=not (main and progress),
@@ -315,6 +326,10 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
                           peak_memory_mb=round(peak_memory_mb(device), 1))
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if board is not None:
+                for key, value in record.items():
+                    if key != "step":
+                        board.add_scalar(key, value, step)
             window, window_start = [], now
         if main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             last_checkpoint = save_checkpoint(run_dir, model, optimizer, scheduler, step, cfg.keep_checkpoints)
@@ -322,6 +337,8 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
             stopped_early = step < cfg.steps
             break
     bar.close()
+    if board is not None:
+        board.close()
     if main and (last_checkpoint is None or not str(last_checkpoint).endswith(f"step_{step:08d}.safetensors")):
         last_checkpoint = save_checkpoint(run_dir, model, optimizer, scheduler, step, cfg.keep_checkpoints)
     summary = dict(steps=step, wall_time_s=round(time.time() - began, 1), stopped_early=stopped_early,
