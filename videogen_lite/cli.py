@@ -4,6 +4,7 @@
     videogen-lite train prior --config moving_mnist_lite --vqvae runs/vq --out runs/prior [key=value ...]
     videogen-lite data vizdoom|bair|... (see ``videogen-lite data --help``)
     videogen-lite sample --prior runs/prior --n 4 --out samples.gif
+    videogen-lite eval --vqvae runs/vq --prior runs/prior --split test [--i3d I3D.safetensors] [--out eval.json]
     videogen-lite bench [--only vqvae_step prior data_loading]
     videogen-lite configs            (lists the shipped configs)
 
@@ -66,10 +67,16 @@ def _sample(args) -> int:
     actions = torch.load(args.actions, weights_only=True) if args.actions else None
     generator = torch.Generator().manual_seed(args.seed)
     video = prior.sample(args.n, frames=frames, actions=actions, temperature=args.temperature, top_k=args.top_k,
-                         generator=generator)
+                         generator=generator, progress=True)
     write_video(args.out, video)
     print(f"wrote {args.n} samples to {args.out}")
     return 0
+
+
+def _eval(args) -> int:
+    from .evaluate import run
+
+    return run(args)
 
 
 def matmul_peak_gflops(device: str = "cpu", size: int = 2048, repeats: int = 5) -> float:
@@ -136,6 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     sample_p.add_argument("--seed", type=int, default=0)
     sample_p.add_argument("--out", required=True, help="an .mp4 or .gif file")
     sample_p.set_defaults(run=_sample)
+
+    eval_p = commands.add_parser("eval", help="NMSE, bits/dim and FVD / FVD* on held-out clips")
+    eval_p.add_argument("--vqvae", help="VQ-VAE: run folder, .safetensors or lite checkpoint name")
+    eval_p.add_argument("--prior", help="prior: run folder, .safetensors or lite checkpoint name")
+    eval_p.add_argument("--config", help="data config (NAME|PATH), when the model file does not record it")
+    eval_p.add_argument("--split", default="test", help="held-out split (default: test)")
+    eval_p.add_argument("--n-clips", type=int, default=256, help="clips per set (256: the standard FVD protocol)")
+    eval_p.add_argument("--i3d", help="I3D weights for FVD (tools/convert_i3d.py writes them)")
+    eval_p.add_argument("--batch-size", type=int, default=16)
+    eval_p.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    eval_p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    eval_p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    eval_p.add_argument("--out", help="write the results as JSON to this file")
+    eval_p.set_defaults(run=_eval)
 
     bench_p = commands.add_parser("bench", help="print the speed and memory figures of benchmarks/")
     bench_p.add_argument("--threads", type=int, default=2)

@@ -1,0 +1,213 @@
+"""``videogen-lite eval``: the paper's numbers for a trained VQ-VAE and prior, on held-out clips.
+
+    videogen-lite eval --vqvae runs/vq --prior runs/prior --split test [--n-clips 256] [--i3d I3D.safetensors]
+                       [--out eval.json]
+
+- **NMSE** of the VQ-VAE: mean squared reconstruction error over the clips divided by the data variance
+  (Table 3);
+- **bits/dim** of the prior: its cross-entropy per latent code in bits, with the frame and action
+  conditioning taken from each clip as in training (Tables 2 and 4);
+- with ``--i3d``: **FVD** (real clips vs samples, Table 1), **FVD*** (VQ-VAE reconstructions vs samples,
+  Table 2) and the FVD of the reconstructions themselves (real vs reconstructions, Table 3). Samples are
+  conditioned on the first frame(s) and actions of the real clips, as in the BAIR protocol. See
+  :mod:`videogen_lite.fvd` for the protocol and for how to get the I3D weights.
+
+``--vqvae`` and ``--prior`` take a run folder, a ``.safetensors`` file or the name of a lite checkpoint
+(``mnist_vqvae_lite``). The held-out clips come from the data config the run or the checkpoint's
+manifest recorded; pass ``--config NAME|PATH`` for a bare weights file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import fvd as fvd_lib
+from .config import DataConfig, from_dict, load_config, to_dict
+from .data import build_dataset
+from .io import load
+from .metrics import data_variance, frechet_distance, normalized_mse
+
+
+def resolve_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict | None]:
+    """A model from a run folder, a weights file or a lite checkpoint name -> (model, recorded data config or None)."""
+    path = Path(name_or_path)
+    if path.exists():
+        run_dir = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
+        recorded = None
+        if run_dir is not None and (run_dir / "config.json").exists():
+            recorded = json.loads((run_dir / "config.json").read_text()).get("config", {}).get("data")
+        return load(path, device), recorded
+    from .pretrained import entry, pretrained
+
+    try:
+        info = entry(str(name_or_path))
+    except (ValueError, FileNotFoundError) as err:
+        raise FileNotFoundError(f"{str(name_or_path)!r} is neither a run folder or .safetensors file nor a lite "
+                                f"checkpoint name ({err})") from err
+    return pretrained(str(name_or_path), device), info.get("config", {}).get("data")
+
+
+def check_data(data_cfg: DataConfig, model: torch.nn.Module) -> None:
+    """The clips must have the shape the VQ-VAE was built for."""
+    vq = model.vqvae.cfg if hasattr(model, "vqvae") else model.cfg
+    clip = (data_cfg.channels, data_cfg.sequence_length, data_cfg.resolution)
+    expected = (vq.channels, vq.sequence_length, vq.resolution)
+    if clip != expected:
+        raise ValueError(f"the data config gives clips (C, T, H=W) = {clip} but the model takes {expected}; "
+                         "pass --config with the config the model was trained with")
+
+
+def conditioning(prior: torch.nn.Module, video: torch.Tensor, actions: torch.Tensor | None):
+    """The frames and actions a prior is conditioned on, taken from a batch as ``VideoGPT.forward_batch`` does."""
+    frames = video[:, :, : prior.cfg.n_cond_frames] if prior.cfg.frame_cond else None
+    if prior.cfg.action_dim == 0:
+        return frames, None
+    size = 0 if actions is None or actions.dim() != 3 else actions.shape[-1]
+    if size == 0 or prior.cfg.action_dim % size:
+        raise ValueError(f"prior.action_dim = {prior.cfg.action_dim} needs per-step actions [B, T, A] from the "
+                         f"dataset, got {None if actions is None else list(actions.shape)}")
+    return frames, actions[:, : prior.cfg.action_dim // size]
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
+@torch.no_grad()
+def evaluate(dataset, vqvae: torch.nn.Module | None = None, prior: torch.nn.Module | None = None,
+             n_clips: int = fvd_lib.N_SAMPLES, i3d: torch.nn.Module | None = None, batch_size: int = 16,
+             seed: int = 0, variance: float | None = None, i3d_size: int = fvd_lib.RESOLUTION) -> dict:
+    """NMSE, bits/dim and (with ``i3d``) FVD, FVD*, FVD of reconstructions on the first ``n_clips`` of ``dataset``.
+
+    ``variance`` is the NMSE denominator (default: the one the VQ-VAE was trained with). FVD* decodes the
+    real clips with the prior's own VQ-VAE (the one that decodes its samples). Returns a dict of floats
+    (``None`` for what was not computed).
+    """
+    if vqvae is None and prior is None:
+        raise ValueError("nothing to evaluate: give a VQ-VAE, a prior or both")
+    n = min(n_clips, len(dataset))
+    if n < 2:
+        raise ValueError(f"need at least 2 held-out clips, the split has {len(dataset)} and n_clips = {n_clips}")
+    if vqvae is not None:
+        variance = float(vqvae.data_variance) if variance is None else variance
+        if not math.isfinite(variance) or variance <= 0:
+            raise ValueError("the VQ-VAE records no data variance for NMSE: pass variance (data.variance)")
+    decoder = prior.vqvae if prior is not None else vqvae
+    device = next((prior or vqvae).parameters()).device
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    squared_error = pixels = nats = 0.0
+    features = {"real": [], "recon": [], "samples": []}
+    for start in range(0, n, batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, n))]
+        video = torch.stack([torch.as_tensor(item["video"]) for item in items]).to(device)  # [B, C, T, H, W]
+        actions = None  # [B, T, A], where the dataset has actions
+        if torch.as_tensor(items[0].get("actions", torch.zeros(0))).numel():
+            actions = torch.stack([torch.as_tensor(item["actions"]) for item in items]).float().to(device)
+        recon = None
+        if vqvae is not None:
+            recon = vqvae(video)["recon"]  # [B, C, T, H, W]
+            squared_error += float(normalized_mse(recon, video, variance)) * video.numel()
+            pixels += video.numel()
+        if prior is not None:
+            frames, acts = conditioning(prior, video, actions)
+            nats += float(prior(video, frames, acts)["loss"]) * len(video)
+        if i3d is not None:
+            if decoder is not vqvae:
+                recon = decoder.decode(decoder.encode(video))
+            features["real"].append(fvd_lib.fvd_features(video + 0.5, i3d, batch_size, i3d_size))
+            features["recon"].append(fvd_lib.fvd_features((recon + 0.5).clamp(0, 1), i3d, batch_size, i3d_size))
+            if prior is not None:
+                frames, acts = conditioning(prior, video, actions)
+                samples = prior.sample(len(video), frames, acts, generator=generator)  # [B, C, T, H, W] in [0, 1]
+                features["samples"].append(fvd_lib.fvd_features(samples, i3d, batch_size, i3d_size))
+    feats = {k: np.concatenate(v) if v else None for k, v in features.items()}
+    has_samples = feats["samples"] is not None
+
+    def distance(a: str, b: str) -> float | None:
+        return frechet_distance(feats[a], feats[b]) if feats[a] is not None and feats[b] is not None else None
+
+    return {
+        "n_clips": n,
+        "nmse": squared_error / pixels if vqvae is not None else None,
+        "bits_per_dim": nats / n / math.log(2) if prior is not None else None,
+        "fvd": distance("real", "samples") if has_samples else None,
+        "fvd_star": distance("recon", "samples") if has_samples else None,
+        "fvd_recon": distance("real", "recon"),
+    }
+
+
+ROWS = [  # key, label, what it compares
+    ("nmse", "NMSE (VQ-VAE)", "reconstruction error / data variance (Table 3)"),
+    ("bits_per_dim", "bits/dim (prior)", "cross-entropy per latent code, in bits (Tables 2, 4)"),
+    ("fvd", "FVD", "real clips vs samples (Table 1)"),
+    ("fvd_star", "FVD*", "VQ-VAE reconstructions vs samples (Table 2)"),
+    ("fvd_recon", "FVD (reconstructions)", "real clips vs reconstructions (Table 3)"),
+]
+
+
+def table(result: dict) -> str:
+    """The result as a table like the paper's (lower is better everywhere)."""
+    lines = [f"{'metric (lower is better)':<26}{'value':>10}   compares", "-" * 80]
+    for key, label, what in ROWS:
+        value = result.get(key)
+        lines.append(f"{label:<26}{'-' if value is None else f'{value:.4g}':>10}   {what}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    """The ``videogen-lite eval`` command (arguments from :func:`videogen_lite.cli.build_parser`)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.vqvae and not args.prior:
+        raise ValueError("eval needs --vqvae RUN_OR_CHECKPOINT, --prior RUN_OR_CHECKPOINT or both")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    vqvae, recorded = resolve_model(args.vqvae, device) if args.vqvae else (None, None)
+    prior, prior_recorded = resolve_model(args.prior, device) if args.prior else (None, None)
+    for model, flag, kind in ((vqvae, "--vqvae", "VQVAE"), (prior, "--prior", "VideoGPT")):
+        if model is not None and type(model).__name__ != kind:
+            raise ValueError(f"{flag} must be a {kind}, got a {type(model).__name__}")
+    if vqvae is not None and prior is not None and not same_weights(vqvae, prior.vqvae):
+        print("note: --vqvae differs from the VQ-VAE inside --prior; NMSE is of --vqvae, FVD* uses the prior's",
+              file=sys.stderr)
+    if args.config:
+        data_cfg = load_config(args.config).data
+    elif (recorded or prior_recorded) is not None:
+        data_cfg = from_dict(recorded or prior_recorded, DataConfig)
+    else:
+        raise ValueError("the model file does not say which data it was trained on: pass --config NAME|PATH "
+                         "(e.g. --config moving_mnist_lite)")
+    for model in (vqvae, prior):
+        if model is not None:
+            check_data(data_cfg, model)
+    dataset = build_dataset(data_cfg, args.split)
+    variance = None
+    if vqvae is not None and not math.isfinite(float(vqvae.data_variance)):
+        variance = data_cfg.variance or data_variance(build_dataset(data_cfg, "train"))
+    i3d = fvd_lib.load_i3d(args.i3d, device) if args.i3d else None
+    n = min(args.n_clips, len(dataset))
+    print(f"evaluating on {n} {data_cfg.name} {args.split} clips of {data_cfg.sequence_length} frames"
+          + (" (FVD on CPU takes a while: about a second per clip and set)" if i3d is not None and device == "cpu"
+             else ""), file=sys.stderr)
+    result = evaluate(dataset, vqvae, prior, args.n_clips, i3d, args.batch_size, args.seed, variance)
+    result = {"vqvae": args.vqvae, "prior": args.prior, "data": to_dict(data_cfg), "split": args.split,
+              "clip_length": data_cfg.sequence_length, "i3d": args.i3d, "seed": args.seed, **result}
+    if i3d is None:
+        result["fvd_note"] = fvd_lib.WEIGHTS_HELP
+    elif n < fvd_lib.N_SAMPLES:
+        result["fvd_note"] = (f"FVD from {n} clips per set, not the standard {fvd_lib.N_SAMPLES}: "
+                              "compare only with numbers computed on as many clips")
+    print(table(result))
+    if "fvd_note" in result:
+        print("\n" + result["fvd_note"])
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        print(f"\nwrote {out}")
+    return 0
