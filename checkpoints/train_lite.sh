@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Retrain every lite checkpoint the chapters load, with the project's own command line, and publish each
+# into checkpoints/ with its MANIFEST.json entry (tools/add_checkpoint.py reads the run's own config.json,
+# metrics.json and log.jsonl). Long on a CPU: run it on a GPU if you have one (the commands are the same).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+commit=$(git rev-parse --short HEAD)
+runs=${RUNS:-runs}
+note="retrained by checkpoints/train_lite.sh"
+
+videogen-lite train vqvae --config moving_mnist_lite --out "$runs/mnist_vqvae_lite"
+videogen-lite train vqvae --config moving_mnist_lite --out "$runs/mnist_vqvae_lite_attention" vqvae.attention=true
+videogen-lite train prior --config moving_mnist_lite --vqvae "$runs/mnist_vqvae_lite" --out "$runs/mnist_prior_lite"
+
+videogen-lite data vizdoom --scenario health_gathering_supreme --episodes 300 --length 100 --seed 0 \
+    --out data/vizdoom_hgs_lite.h5
+videogen-lite train vqvae --config vizdoom_hgs_lite --out "$runs/vizdoom_vqvae_lite"
+videogen-lite train prior --config vizdoom_hgs_lite --vqvae "$runs/vizdoom_vqvae_lite" --out "$runs/vizdoom_prior_lite"
+
+for name in mnist_vqvae_lite mnist_vqvae_lite_attention mnist_prior_lite vizdoom_prior_lite; do
+  python tools/add_checkpoint.py "$runs/$name" "$name" --commit "$commit" --note "$note"
+done
+python tools/add_checkpoint.py "$runs/vizdoom_vqvae_lite" vizdoom_vqvae_lite --inside vizdoom_prior_lite \
+    --commit "$commit" --note "$note; ships inside vizdoom_prior_lite"
