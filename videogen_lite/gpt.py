@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.utils.checkpoint
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
