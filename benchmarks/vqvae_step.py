@@ -53,7 +53,8 @@ def measure(threads: int = 2, steps: int = 5, batch: int = 4, device: str = "cpu
         threads=threads, batch=batch, device=device,
     )
     if profile:
-        from torch.profiler import ProfilerActivity, profile as torch_profile
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
 
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             step()

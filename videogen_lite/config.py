@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -54,13 +54,13 @@ class DataConfig:
     """Which videos. Every dataset yields clips ``[C, T, H, W]`` in [-0.5, 0.5]."""
 
     name: str = "moving_mnist"
-    path: Optional[str] = None  # a file or folder for datasets read from disk
+    path: str | None = None  # a file or folder for datasets read from disk
     channels: int = 1
     sequence_length: int = 16
     resolution: int = 64
     num_digits: int = 2  # Moving MNIST only
     action_size: int = 0  # per-step action vector size of the dataset (0 = no actions)
-    variance: Optional[float] = None  # data variance for NMSE; None = measured on the training split
+    variance: float | None = None  # data variance for NMSE; None = measured on the training split
     seed: int = 0
 
 
@@ -78,10 +78,10 @@ class VQVAEConfig:
     downsample: tuple = (4, 4, 4)
     beta: float = 0.25
     ema_decay: float = 0.99
-    channels: Optional[int] = None  # filled from data
-    sequence_length: Optional[int] = None  # filled from data
-    resolution: Optional[int] = None  # filled from data
-    data_variance: Optional[float] = None  # filled from data.variance (or measured) before training
+    channels: int | None = None  # filled from data
+    sequence_length: int | None = None  # filled from data
+    resolution: int | None = None  # filled from data
+    data_variance: float | None = None  # filled from data.variance (or measured) before training
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @property

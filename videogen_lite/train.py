@@ -34,7 +34,6 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from .io import atomic_write, checkpoints_of, load_state, save
 
-
 # ---------------------------------------------------------------------------------------------------
 # processes
 

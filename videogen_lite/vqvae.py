@@ -135,7 +135,7 @@ class VQVAE(nn.Module):
         return {"vqvae": to_dict(self.cfg)}
 
     @classmethod
-    def from_config_dict(cls, values: dict) -> "VQVAE":
+    def from_config_dict(cls, values: dict) -> VQVAE:
         return cls(from_dict(values["vqvae"], VQVAEConfig))
 
     def forward_batch(self, batch: dict) -> dict:
