@@ -37,9 +37,14 @@ class SamePadConv3d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, bias: bool = True):
         super().__init__()
         self.kernel_size, self.stride = _triple(kernel_size), _triple(stride)
-        self.conv = nn.Conv3d(in_channels, out_channels, self.kernel_size, self.stride, bias=bias)
+        # unstrided odd kernels pad (k - 1) / 2 on both sides: the convolution can do that itself, no copy
+        self.symmetric = all(s == 1 and k % 2 == 1 for k, s in zip(self.kernel_size, self.stride))
+        padding = tuple(k // 2 for k in self.kernel_size) if self.symmetric else 0
+        self.conv = nn.Conv3d(in_channels, out_channels, self.kernel_size, self.stride, padding=padding, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.symmetric:
+            return self.conv(x)
         pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[2:], self.kernel_size, self.stride)]
         # F.pad takes the last axis first: (w_before, w_after, h_before, h_after, t_before, t_after)
         x = F.pad(x, [p for pair in reversed(pads) for p in pair])
