@@ -156,6 +156,12 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path, monkeypatch):
         self.codebook.frozen = True
 
     monkeypatch.setattr(vg.VQVAE, "__init__", frozen_init)
+
+    def sgd(model, cfg):  # plain SGD: unlike Adam, its step is proportional to the gradient it is given
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    monkeypatch.setattr("videogen_lite.train.make_optimizer", sgd)
     run(tiny(3), tmp_path / "full")
     run(tiny(3, ["vqvae.train.grad_accumulation=2"]), tmp_path / "accumulated")
     a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "accumulated")
