@@ -9,6 +9,18 @@ torch.set_num_threads(1)
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """numpy's OpenBLAS threads fight torch's for the 2 cores: a 400 x 400 eigh then takes seconds, not ms."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
 @pytest.fixture
 def tiny_cfg():
     """A small Moving MNIST config: 8x32x32 clips, a narrow VQ-VAE, a 2-layer prior."""

@@ -10,19 +10,6 @@ from videogen_lite.cli import main as cli_main
 from videogen_lite.evaluate import evaluate
 from videogen_lite.fvd import InceptionI3d
 
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """numpy's OpenBLAS threads fight torch's for the 2 cores: a 400 x 400 eigh then takes seconds, not ms."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
-
-
 # 8 x 40 x 40 Moving MNIST clips (the bouncing digits need 40 pixels), a tiny VQ-VAE and a 2-layer prior
 TINY = [
     "data.sequence_length=8", "data.resolution=40", "data.variance=0.04",

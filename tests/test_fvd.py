@@ -12,19 +12,6 @@ from safetensors.torch import save_file
 import videogen_lite as vg
 from videogen_lite.fvd import InceptionI3d, fvd, fvd_features, load_i3d, preprocess, same_padding
 
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """numpy's OpenBLAS threads fight torch's for the 2 cores: a 400 x 400 eigh then takes seconds, not ms."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
-
-
 STANDARD_LAYOUT = [
     "Conv3d_1a_7x7", "MaxPool3d_2a_3x3", "Conv3d_2b_1x1", "Conv3d_2c_3x3", "MaxPool3d_3a_3x3", "Mixed_3b",
     "Mixed_3c", "MaxPool3d_4a_3x3", "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e", "Mixed_4f",
