@@ -4,6 +4,7 @@ The paper-shaped model: hidden 240, residual units 128, 2 attention residual lay
 batch 4 of 16x64x64 one-channel clips, 2 CPU threads by default.
 
     python benchmarks/vqvae_step.py [--threads 2] [--steps 5] [--profile]
+    python benchmarks/vqvae_step.py --device cuda --dtype bf16 [--batch 32]   # on a GPU: clips/s and MFU
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import time
 import torch
 
 import videogen_lite as vg
+from videogen_lite.cli import matmul_peak_gflops
+from videogen_lite.scaling import step_cost
 
 
 def paper_shaped_config(attention: bool = True):
@@ -22,7 +25,8 @@ def paper_shaped_config(attention: bool = True):
                                            "vqvae.n_res_layers=2"])
 
 
-def measure(threads: int = 2, steps: int = 5, batch: int = 4, device: str = "cpu", profile: bool = False) -> dict:
+def measure(threads: int = 2, steps: int = 5, batch: int = 4, device: str = "cpu", profile: bool = False,
+            dtype: torch.dtype = torch.float32) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cfg = paper_shaped_config()
@@ -30,8 +34,11 @@ def measure(threads: int = 2, steps: int = 5, batch: int = 4, device: str = "cpu
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.vqvae.train.lr)
     x = torch.rand(batch, 1, 16, 64, 64, device=device) - 0.5
 
+    autocast = torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32)
+
     def step():
-        out = model(x)
+        with autocast:
+            out = model(x)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         optimizer.step()
@@ -51,6 +58,7 @@ def measure(threads: int = 2, steps: int = 5, batch: int = 4, device: str = "cpu
                         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         parameters=sum(p.numel() for p in model.parameters()),
         threads=threads, batch=batch, device=device,
+        flops=step_cost(cfg, "vqvae", batch=batch)["flops"],
     )
     if profile:
         from torch.profiler import ProfilerActivity
@@ -67,14 +75,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="fp32, or bf16 autocast")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    r = measure(args.threads, args.steps, args.batch, args.device, args.profile)
-    print(f"VQ-VAE step (hidden 240, 2 attention residual layers, 512x64 codes, batch {r['batch']}, 16x64x64) "
-          f"on {r['device']} with {r['threads']} threads: median {r['seconds_per_step']:.2f} s "
-          f"(min {r['min_seconds']:.2f} s), peak memory {r['peak_memory_mb']:.0f} MB, "
-          f"{r['parameters'] / 1e6:.2f} M parameters")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: no CUDA device is visible to torch {torch.__version__}")
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    r = measure(args.threads, args.steps, args.batch, args.device, args.profile, dtype)
+    target = "  [target <= 1.7 s]" if args.device == "cpu" and args.batch == 4 else ""
+    print(f"VQ-VAE step (hidden 240, 2 attention residual layers, 512x64 codes, batch {r['batch']}, 16x64x64, "
+          f"{args.dtype}) on {r['device']} with {r['threads']} threads: median {r['seconds_per_step']:.3f} s "
+          f"(min {r['min_seconds']:.3f} s), peak memory {r['peak_memory_mb']:.0f} MB, "
+          f"{r['parameters'] / 1e6:.2f} M parameters; {r['flops'] / 1e9:.0f} GFLOP per step -> "
+          f"{r['flops'] / r['seconds_per_step'] / 1e9:.1f} GFLOP/s{target}")
+    if args.device != "cpu":
+        peak = matmul_peak_gflops(args.device, dtype)
+        print(f"throughput: {r['batch'] / r['seconds_per_step']:.1f} clips/s; MFU "
+              f"{100 * r['flops'] / r['seconds_per_step'] / 1e9 / peak:.1f}% of the measured {args.dtype} "
+              f"matmul peak ({peak / 1e3:.0f} TFLOP/s)")
     if "profile" in r:
         print(r["profile"])
 

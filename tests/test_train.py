@@ -169,3 +169,24 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path, monkeypatch):
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
     with pytest.raises(ValueError, match="grad_accumulation=3"):
         run(tiny(1, ["vqvae.train.grad_accumulation=3"]), tmp_path / "bad")
+
+
+def test_bf16_autocast_trains_both_stages_with_an_fp32_codebook(tmp_path, tiny_cfg):
+    # bf16 autocast (a GPU option, but CPU autocast runs it too): the codebook quantizes, updates and restarts
+    # in fp32 whatever the encoder's output dtype, and the prior's log reports tokens/s
+    cfg = tiny(3, ["vqvae.train.bf16=true", "vqvae.n_codes=256"])  # 256 codes > latents: restarts happen
+    run(cfg, tmp_path / "vqvae")
+    vq = vg.load(tmp_path / "vqvae")
+    assert all(b.dtype in (torch.float32, torch.bool) for b in vq.codebook.buffers())
+    log = [json.loads(line) for line in (tmp_path / "vqvae" / "log.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+
+    prior_cfg = tiny_cfg.prior
+    prior_cfg.train.bf16, prior_cfg.train.steps, prior_cfg.train.log_every = True, 2, 1
+    prior_cfg.train.batch_size = 4
+    prior = vg.VideoGPT(prior_cfg, vqvae=vq)
+    data = vg.data.MovingMNIST("train", 8, 32, length=16)
+    fit(prior, data, prior_cfg.train, tmp_path / "prior", progress=False)
+    log = [json.loads(line) for line in (tmp_path / "prior" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["tokens_per_s"] == pytest.approx(log[-1]["clips_per_s"] * prior.length, rel=1e-3)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log)

@@ -20,12 +20,15 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from einops import rearrange
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from .attention import PositionEmbedding
 from .conditioning import ConditionalLayerNorm, FrameEncoder
 from .config import POS_EMBEDDINGS, PriorConfig, from_dict, to_dict
 from .vqvae import VQVAE
+
+SAMPLING_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 def make_norm(dim: int, action_dim: int) -> nn.Module:
@@ -177,6 +180,15 @@ class VideoGPT(nn.Module):
         self.vqvae.eval()
         return self
 
+    def compile_modules(self) -> None:
+        """``torch.compile`` the transformer blocks, the frame encoder and the frozen VQ-VAE's encoder and
+        decoder in place (``train.compile``). Every block has the same code, so they share one compiled graph."""
+        for block in self.blocks:
+            block.compile()
+        if self.frame_encoder is not None:
+            self.frame_encoder.compile()
+        self.vqvae.compile_modules()
+
     def config_dict(self) -> dict:
         return {"prior": to_dict(self.cfg), "vqvae": to_dict(self.vqvae.cfg)}
 
@@ -316,31 +328,34 @@ class VideoGPT(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         if top_k is not None and not 1 <= top_k <= self.n_codes:
             raise ValueError(f"top_k must lie in [1, {self.n_codes}] (the codebook size), got {top_k}")
-        was_training = self.training
-        self.eval()
-        try:
-            device = self.start.device
-            frames = None if frames is None else frames.to(device)
-            actions = None if actions is None else actions.to(device)
-            frame, actions = self.conditioning(n, frames, actions)
-            codes = torch.zeros(n, self.length, dtype=torch.long, device=device)
-            steps = tqdm(range(self.length), desc="sampling codes", disable=not progress, leave=False)
-            if use_cache:
-                # one new token per step: matmuls far too small to split across CPU threads, and on a busy
-                # machine waiting for a second thread costs more than the work (20x measured on 2 cores)
-                threads = torch.get_num_threads()
-                torch.set_num_threads(1)
-                try:
-                    self._sample_cached(codes, frame, actions, temperature, top_k, generator, steps)
-                finally:
-                    torch.set_num_threads(threads)
-            else:
-                for i in steps:
-                    logits = self.logits(codes[:, :i], frame, actions)[:, -1]  # [n, n_codes], the whole prefix again
-                    codes[:, i] = draw(logits, temperature, top_k, generator)
-        finally:
-            self.train(was_training)
-        return codes.view(n, *self.latent_shape)
+        # each step attends over a new prefix length; cuDNN's attention builds an execution plan for every new
+        # shape (about 50 ms each, measured on an H200: most of the sampling time), the other backends do not
+        with sdpa_kernel(SAMPLING_BACKENDS):
+            was_training = self.training
+            self.eval()
+            try:
+                device = self.start.device
+                frames = None if frames is None else frames.to(device)
+                actions = None if actions is None else actions.to(device)
+                frame, actions = self.conditioning(n, frames, actions)
+                codes = torch.zeros(n, self.length, dtype=torch.long, device=device)
+                steps = tqdm(range(self.length), desc="sampling codes", disable=not progress, leave=False)
+                if use_cache:
+                    # one new token per step: matmuls far too small to split across CPU threads, and on a busy
+                    # machine waiting for a second thread costs more than the work (20x measured on 2 cores)
+                    threads = torch.get_num_threads()
+                    torch.set_num_threads(1)
+                    try:
+                        self._sample_cached(codes, frame, actions, temperature, top_k, generator, steps)
+                    finally:
+                        torch.set_num_threads(threads)
+                else:
+                    for i in steps:
+                        logits = self.logits(codes[:, :i], frame, actions)[:, -1]  # [n, n_codes], the whole prefix again
+                        codes[:, i] = draw(logits, temperature, top_k, generator)
+            finally:
+                self.train(was_training)
+            return codes.view(n, *self.latent_shape)
 
     def _sample_cached(self, codes, frame, actions, temperature, top_k, generator, steps) -> None:
         n, d = codes.shape[0], self.cfg.hidden

@@ -271,7 +271,10 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
     if world > 1:
         step_fn = torch.nn.parallel.DistributedDataParallel(step_fn)
     if cfg.compile:
-        step_fn = torch.compile(step_fn)
+        if hasattr(model, "compile_modules"):  # the models compile their static-shaped parts only
+            model.compile_modules()
+        else:
+            step_fn = torch.compile(step_fn)
     log_path = run_dir / "log.jsonl"
     if main and not resume and log_path.exists():
         log_path.unlink()
@@ -280,6 +283,7 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
         log_path.write_text("".join(line + "\n" for line in kept))
 
     board = tensorboard_writer(run_dir) if main else None
+    tokens_per_clip = getattr(model, "length", None)  # a prior's tokens per video (t*h*w latent codes)
     sampler = StepSampler(len(train_set), cfg.batch_size, cfg.steps, cfg.seed, rank, world, start)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext())
     bar = tqdm(total=cfg.steps, initial=start, desc=f"training {type(model).__name__}", disable=not (main and progress),
@@ -320,9 +324,13 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
         if main and (step % cfg.log_every == 0 or step == cfg.steps):
             now = time.time()
             record = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+            seconds = max(now - window_start, 1e-9)
             record.update(step=step, lr=scheduler.get_last_lr()[0], elapsed_s=round(now - began, 2),
-                          clips_per_s=round(len(window) * cfg.batch_size / max(now - window_start, 1e-9), 3),
+                          step_s=round(seconds / len(window), 4),
+                          clips_per_s=round(len(window) * cfg.batch_size / seconds, 3),
                           peak_memory_mb=round(peak_memory_mb(device), 1))
+            if tokens_per_clip:
+                record["tokens_per_s"] = round(len(window) * cfg.batch_size * tokens_per_clip / seconds, 1)
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             if board is not None:

@@ -136,6 +136,12 @@ class Codebook(nn.Module):
         return rearrange(F.embedding(codes, self.embeddings), "b t h w d -> b d t h w")
 
     def forward(self, z: torch.Tensor) -> dict:
+        # the codebook works in fp32 whatever autocast does around it: distances, EMA statistics and restarts
+        # are kept exact, and the codebook's buffers never mix dtypes
+        with torch.autocast(z.device.type, enabled=False):
+            return self._quantize(z.float())
+
+    def _quantize(self, z: torch.Tensor) -> dict:
         b, d, t, h, w = z.shape
         flat = rearrange(z, "b d t h w -> (b t h w) d")
         if self.updating and not bool(self.initialized):

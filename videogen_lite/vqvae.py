@@ -131,6 +131,12 @@ class VQVAE(nn.Module):
     def latent_shape(self) -> tuple[int, int, int]:
         return self.cfg.latent_shape
 
+    def compile_modules(self) -> None:
+        """``torch.compile`` the encoder and decoder in place (``train.compile``). The codebook stays eager:
+        its initialisation and dead-code restarts depend on the data, which would recompile every step."""
+        self.encoder.compile()
+        self.decoder.compile()
+
     def config_dict(self) -> dict:
         return {"vqvae": to_dict(self.cfg)}
 
