@@ -34,3 +34,13 @@ def test_prior_flops_scale_with_layers(tiny_cfg):
     tiny_cfg.prior.layers = 4
     four = step_cost(tiny_cfg, "prior")["flops"]
     assert 1.3 < four / two < 2.0
+
+
+def test_fused_attention_leaves_out_exactly_the_attention_matrices(tiny_cfg):
+    fused = step_cost(tiny_cfg, "prior", batch=2)
+    math_path = step_cost(tiny_cfg, "prior", batch=2, fused_attention=False)
+    length, heads, layers = 2 * 8 * 8, tiny_cfg.prior.heads, tiny_cfg.prior.layers
+    matrix = 2 * heads * length * length * 4  # one fp32 [B, heads, L, L] attention matrix
+    removed = math_path["activation_bytes"] - fused["activation_bytes"]
+    assert removed > 0 and removed % (layers * matrix) == 0  # whole matrices, the same number per layer
+    assert fused["flops"] == math_path["flops"]

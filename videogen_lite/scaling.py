@@ -5,7 +5,10 @@ on a laptop.
 - FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` over a real forward and backward pass.
 - Activation memory is the total size of the tensors autograd saves for the backward pass, counted with
   ``saved_tensors_hooks``. It is an estimate of what a GPU would hold at the peak of a step: it leaves out
-  temporary buffers and allocator fragmentation, and counts a tensor saved twice twice.
+  temporary buffers and allocator fragmentation, and counts a tensor saved twice twice. On the meta device
+  ``scaled_dot_product_attention`` takes PyTorch's math path, which keeps the ``[B, heads, L, L]``
+  attention matrices for the backward pass; the fused kernels a GPU runs (flash, memory-efficient) keep
+  none, so by default (``fused_attention=True``) those matrices are left out of the prior's count.
 - Training-state memory is parameters + gradients + AdamW's two moments, 16 bytes per trained parameter
   in fp32.
 """
@@ -23,12 +26,14 @@ from .vqvae import VQVAE
 
 
 @contextmanager
-def saved_bytes():
-    """Count the bytes of every tensor autograd saves for backward inside the block: ``with saved_bytes() as n``."""
+def saved_bytes(skip=None):
+    """Count the bytes of every tensor autograd saves for backward inside the block: ``with saved_bytes() as n``.
+    ``skip(tensor) -> bool`` leaves tensors out of the count."""
     total = [0]
 
     def pack(t: torch.Tensor):
-        total[0] += t.numel() * t.element_size()
+        if skip is None or not skip(t):
+            total[0] += t.numel() * t.element_size()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -55,13 +60,15 @@ def _prior_step(prior: VideoGPT, batch: int, dtype: torch.dtype) -> torch.Tensor
 
 
 def step_cost(cfg: Config, stage: str, batch: int = 1, dtype: torch.dtype = torch.float32,
-              activation_checkpointing: bool = False) -> dict:
+              activation_checkpointing: bool = False, fused_attention: bool = True) -> dict:
     """Parameters, training FLOPs and memory of one step of ``stage`` ('vqvae' or 'prior') on ``batch`` clips.
 
     ``dtype=torch.bfloat16`` sizes the step with weights and activations in bf16 (what bf16 autocast keeps
     for most matmul and conv outputs; autocast itself does not act on the meta device).
 
     For the prior, the frozen VQ-VAE's encoding of the clips (forward only) is counted in ``flops`` too.
+    ``fused_attention=False`` counts the ``[B, heads, L, L]`` attention matrices of PyTorch's math attention,
+    which a GPU's fused attention kernels never store.
     Returns ``dict(parameters, flops, activation_bytes, state_bytes)``.
     """
     if stage not in ("vqvae", "prior"):
@@ -83,7 +90,11 @@ def step_cost(cfg: Config, stage: str, batch: int = 1, dtype: torch.dtype = torc
         model.activation_checkpointing = activation_checkpointing
         run = _prior_step
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    with FlopCounterMode(display=False) as counter, saved_bytes() as saved:
+    skip = None
+    if stage == "prior" and fused_attention:
+        length = model.length
+        skip = lambda t: t.dim() >= 2 and tuple(t.shape[-2:]) == (length, length)  # noqa: E731
+    with FlopCounterMode(display=False) as counter, saved_bytes(skip) as saved:
         loss = run(model, batch, dtype)
         loss.backward()
     return dict(parameters=trained, flops=counter.get_total_flops() + encode_flops,
