@@ -44,9 +44,9 @@ class TrainConfig:
     warmup_steps: int = 0
     lr_decay: str = "none"  # 'none' | 'cosine'
     grad_accumulation: int = 1
-    bf16: bool = False
-    compile: bool = False
-    activation_checkpointing: bool = False
+    bf16: bool = False  # bf16 autocast for the forward pass (GPUs); the codebook stays fp32
+    compile: bool = False  # torch.compile the model's fixed-shape parts (model.compile_modules())
+    activation_checkpointing: bool = False  # the prior recomputes each block's activations in backward
 
 
 @dataclass

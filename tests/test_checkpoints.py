@@ -1,0 +1,48 @@
+"""The shipped lite checkpoints: every MANIFEST.json entry is complete, its file matches its sha256 and
+loads as the model its config describes, and its training log ends at the recorded step."""
+import json
+
+import pytest
+import torch
+
+import videogen_lite as vg
+from videogen_lite.pretrained import checkpoints_dir, entry, manifest, sha256
+
+NAMES = sorted(manifest()["checkpoints"])
+FIELDS = {"command", "config", "steps", "wall_time_s", "hardware", "metrics", "commit", "log", "stage", "note"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_manifest_entry_is_complete_and_matches_its_files(name):
+    e = entry(name)
+    assert FIELDS <= e.keys(), FIELDS - e.keys()
+    assert e["command"].startswith("videogen-lite train " + e["stage"])
+    log = [json.loads(line) for line in (checkpoints_dir() / e["log"]).read_text().splitlines()]
+    assert log[-1]["step"] == e["steps"]
+    if e.get("inside"):
+        assert entry(e["inside"])["vqvae"] is not None  # shipped as the .vqvae of that prior
+    else:
+        assert sha256(checkpoints_dir() / e["path"]) == e["sha256"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pretrained_loads_the_model_its_config_describes(name):
+    model = vg.pretrained(name)
+    e = entry(name)
+    expected = vg.VQVAE if e["stage"] == "vqvae" else vg.VideoGPT
+    assert isinstance(model, expected) and not model.training
+    vq = model if e["stage"] == "vqvae" else model.vqvae
+    assert vq.cfg.n_codes == e["config"]["vqvae"]["n_codes"]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_changed_file_is_refused(tmp_path, monkeypatch):
+    for name in ("MANIFEST.json", entry("mnist_vqvae_lite")["path"]):
+        (tmp_path / name).write_bytes((checkpoints_dir() / name).read_bytes())
+    path = tmp_path / entry("mnist_vqvae_lite")["path"]
+    path.write_bytes(path.read_bytes()[:-1] + b" ")
+    monkeypatch.setenv("VIDEOGEN_LITE_CHECKPOINTS", str(tmp_path))
+    with pytest.raises(ValueError, match="does not match the sha256"):
+        vg.pretrained("mnist_vqvae_lite")
+    with pytest.raises(ValueError, match="the manifest lists"):
+        entry("no_such_checkpoint")
