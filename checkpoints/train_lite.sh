@@ -17,8 +17,10 @@ videogen-lite data vizdoom --scenario health_gathering_supreme --episodes 300 --
 videogen-lite train vqvae --config vizdoom_hgs_lite --out "$runs/vizdoom_vqvae_lite"
 videogen-lite train prior --config vizdoom_hgs_lite --vqvae "$runs/vizdoom_vqvae_lite" --out "$runs/vizdoom_prior_lite"
 
-for name in mnist_vqvae_lite mnist_vqvae_lite_attention mnist_prior_lite vizdoom_prior_lite; do
+for name in mnist_vqvae_lite_attention mnist_prior_lite vizdoom_prior_lite; do
   python tools/add_checkpoint.py "$runs/$name" "$name" --commit "$commit" --note "$note"
 done
+python tools/add_checkpoint.py "$runs/mnist_vqvae_lite" mnist_vqvae_lite --inside mnist_prior_lite \
+    --commit "$commit" --note "$note; ships inside mnist_prior_lite"
 python tools/add_checkpoint.py "$runs/vizdoom_vqvae_lite" vizdoom_vqvae_lite --inside vizdoom_prior_lite \
     --commit "$commit" --note "$note; ships inside vizdoom_prior_lite"

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import videogen_lite as vg
+from videogen_lite.config import to_dict
 from videogen_lite.pretrained import checkpoints_dir, entry, manifest, sha256
 
 NAMES = sorted(manifest()["checkpoints"])
@@ -19,8 +20,9 @@ def test_manifest_entry_is_complete_and_matches_its_files(name):
     assert e["command"].startswith("videogen-lite train " + e["stage"])
     log = [json.loads(line) for line in (checkpoints_dir() / e["log"]).read_text().splitlines()]
     assert log[-1]["step"] == e["steps"]
-    if e.get("inside"):
-        assert entry(e["inside"])["vqvae"] is not None  # shipped as the .vqvae of that prior
+    if e.get("inside"):  # shipped as the .vqvae of that prior, which was trained on this very run
+        assert entry(e["inside"])["stage"] == "prior" and e["stage"] == "vqvae"
+        assert name in entry(e["inside"])["command"]  # its --vqvae names this run
     else:
         assert sha256(checkpoints_dir() / e["path"]) == e["sha256"]
 
@@ -31,18 +33,28 @@ def test_pretrained_loads_the_model_its_config_describes(name):
     e = entry(name)
     expected = vg.VQVAE if e["stage"] == "vqvae" else vg.VideoGPT
     assert isinstance(model, expected) and not model.training
-    vq = model if e["stage"] == "vqvae" else model.vqvae
-    assert vq.cfg.n_codes == e["config"]["vqvae"]["n_codes"]
+    # the weights are those of the recorded run: the model's config is the manifest's, key for key
+    assert to_dict(model.cfg) == e["config"][e["stage"]]
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_a_changed_file_is_refused(tmp_path, monkeypatch):
-    for name in ("MANIFEST.json", entry("mnist_vqvae_lite")["path"]):
+    for name in ("MANIFEST.json", entry("mnist_vqvae_lite_attention")["path"]):
         (tmp_path / name).write_bytes((checkpoints_dir() / name).read_bytes())
-    path = tmp_path / entry("mnist_vqvae_lite")["path"]
+    path = tmp_path / entry("mnist_vqvae_lite_attention")["path"]
     path.write_bytes(path.read_bytes()[:-1] + b" ")
     monkeypatch.setenv("VIDEOGEN_LITE_CHECKPOINTS", str(tmp_path))
     with pytest.raises(ValueError, match="does not match the sha256"):
-        vg.pretrained("mnist_vqvae_lite")
+        vg.pretrained("mnist_vqvae_lite_attention")
     with pytest.raises(ValueError, match="the manifest lists"):
         entry("no_such_checkpoint")
+
+
+def test_train_prior_takes_a_lite_checkpoint_name(tmp_path):
+    from videogen_lite.cli import main
+
+    assert main(["train", "prior", "--config", "moving_mnist_lite", "--vqvae", "mnist_vqvae_lite", "--out",
+                 str(tmp_path), "--quiet", "prior.layers=1", "prior.train.steps=1", "prior.train.batch_size=2",
+                 "prior.train.eval_batches=1"]) == 0
+    trained, shipped = vg.load(tmp_path).vqvae.state_dict(), vg.pretrained("mnist_vqvae_lite").state_dict()
+    assert all(torch.equal(trained[k], shipped[k]) for k in shipped)

@@ -25,7 +25,6 @@ from .config import config_names, load_config, to_dict
 
 def _train(args) -> int:
     from . import data, metrics, train
-    from .io import load
 
     cfg = load_config(args.config, args.overrides)
     stage = cfg.vqvae if args.stage == "vqvae" else cfg.prior
@@ -42,11 +41,12 @@ def _train(args) -> int:
             print(f"data variance measured on the training split: {cfg.vqvae.data_variance:.6f}", file=sys.stderr)
         model = VQVAE(cfg.vqvae)
     else:
+        from .evaluate import resolve_model
         from .gpt import VideoGPT
 
         if not args.vqvae:
-            raise SystemExit("train prior needs --vqvae RUN_DIR|CHECKPOINT (the trained VQ-VAE it models)")
-        vqvae = load(args.vqvae)
+            raise SystemExit("train prior needs --vqvae RUN_DIR|CHECKPOINT|LITE_NAME (the trained VQ-VAE it models)")
+        vqvae, _ = resolve_model(args.vqvae)  # a run folder, a .safetensors file or a lite checkpoint name
         model = VideoGPT(cfg.prior, vqvae=vqvae)
     run_config = dict(stage=args.stage, config=to_dict(cfg), config_source=str(args.config),
                       overrides=list(args.overrides), vqvae=str(args.vqvae) if args.stage == "prior" else None,
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_p.add_argument("stage", choices=["vqvae", "prior"])
     train_p.add_argument("--config", required=True, help=f"a shipped name ({', '.join(config_names())}) or a YAML path")
     train_p.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, log.jsonl, metrics.json)")
-    train_p.add_argument("--vqvae", help="prior only: the trained VQ-VAE (run folder or .safetensors)")
+    train_p.add_argument("--vqvae", help="prior only: the trained VQ-VAE (run folder, .safetensors or lite checkpoint name)")
     train_p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
     train_p.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
     train_p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
