@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from .io import load
+from .io import load, load_state, read_metadata
 
 
 def checkpoints_dir() -> Path:
@@ -53,9 +53,28 @@ def pretrained(name: str, device: str = "cpu"):
     An entry with ``inside`` ships no file of its own: its weights are the ``.vqvae`` of that prior.
     """
     info = entry(name)
-    if info.get("inside"):  # e.g. a VQ-VAE that ships inside the prior trained on it
-        return pretrained(info["inside"], device).vqvae
+    if info.get("inside"):  # a VQ-VAE that ships inside the prior trained on it
+        return _vqvae_inside(_checked_path(info["inside"]), device)
+    return load(_checked_path(name), device)
+
+
+def _checked_path(name: str) -> Path:
+    info = entry(name)
     path = checkpoints_dir() / info["path"]
     if sha256(path) != info["sha256"]:
         raise ValueError(f"{path} does not match the sha256 in MANIFEST.json: the file was changed or is corrupt")
-    return load(path, device)
+    return path
+
+
+def _vqvae_inside(path: Path, device: str):
+    """The frozen VQ-VAE saved inside a prior's file, built and loaded alone (the prior is never built)."""
+    from safetensors import safe_open
+
+    from .vqvae import VQVAE
+
+    config = json.loads(read_metadata(path)["config"])
+    vq = VQVAE.from_config_dict(config)
+    with safe_open(str(path), framework="pt") as f:
+        state = {key.removeprefix("vqvae."): f.get_tensor(key) for key in f.keys() if key.startswith("vqvae.")}
+    load_state(vq, state, f"{path} (its .vqvae)")
+    return vq.to(device).eval()
