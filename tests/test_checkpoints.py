@@ -39,13 +39,13 @@ def test_pretrained_loads_the_model_its_config_describes(name):
 
 
 def test_a_changed_file_is_refused(tmp_path, monkeypatch):
-    for name in ("MANIFEST.json", entry("mnist_vqvae_lite_attention")["path"]):
+    for name in ("MANIFEST.json", entry("mnist_vqvae_lite_cpu")["path"]):
         (tmp_path / name).write_bytes((checkpoints_dir() / name).read_bytes())
-    path = tmp_path / entry("mnist_vqvae_lite_attention")["path"]
+    path = tmp_path / entry("mnist_vqvae_lite_cpu")["path"]
     path.write_bytes(path.read_bytes()[:-1] + b" ")
     monkeypatch.setenv("VIDEOGEN_LITE_CHECKPOINTS", str(tmp_path))
     with pytest.raises(ValueError, match="does not match the sha256"):
-        vg.pretrained("mnist_vqvae_lite_attention")
+        vg.pretrained("mnist_vqvae_lite_cpu")
     with pytest.raises(ValueError, match="the manifest lists"):
         entry("no_such_checkpoint")
 
