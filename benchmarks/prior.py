@@ -27,10 +27,8 @@ import time
 import torch
 
 import videogen_lite as vg
-from videogen_lite.cli import matmul_peak_gflops
+from videogen_lite.cli import DTYPES, matmul_peak_gflops
 from videogen_lite.train import make_optimizer
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def _timed(fn, device: str = "cpu") -> float:

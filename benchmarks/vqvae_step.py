@@ -16,7 +16,7 @@ import time
 import torch
 
 import videogen_lite as vg
-from videogen_lite.cli import matmul_peak_gflops
+from videogen_lite.cli import DTYPES, matmul_peak_gflops
 from videogen_lite.scaling import step_cost
 
 
@@ -76,12 +76,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="fp32, or bf16 autocast")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="fp32, or bf16 autocast")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device is visible to torch {torch.__version__}")
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    dtype = DTYPES[args.dtype]
     r = measure(args.threads, args.steps, args.batch, args.device, args.profile, dtype)
     target = "  [target <= 1.7 s]" if args.device == "cpu" and args.batch == 4 else ""
     print(f"VQ-VAE step (hidden 240, 2 attention residual layers, 512x64 codes, batch {r['batch']}, 16x64x64, "

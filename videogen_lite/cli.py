@@ -79,6 +79,9 @@ def _eval(args) -> int:
     return run(args)
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the benchmarks' --dtype choices
+
+
 def matmul_peak_gflops(device: str = "cpu", dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
     """Measured matmul throughput (2048^3 on CPU, 8192^3 on a GPU): the ceiling the benchmarks compare with."""
     import time
@@ -113,7 +116,7 @@ def _bench(args) -> int:
     torch.set_num_threads(args.threads)
     name = torch.cuda.get_device_name() if device != "cpu" else "CPU"
     print(f"device {device} ({name}), dtype {dtype}, {args.threads} CPU threads, torch {torch.__version__}")
-    peak = matmul_peak_gflops(device, {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype])
+    peak = matmul_peak_gflops(device, DTYPES[dtype])
     print(f"measured {dtype} matmul peak: {peak:.0f} GFLOP/s")
     failed = 0
     for script in scripts:
@@ -169,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_p = commands.add_parser("bench", help="print the speed and memory figures of benchmarks/")
     bench_p.add_argument("--threads", type=int, default=2)
     bench_p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    bench_p.add_argument("--dtype", choices=["fp32", "bf16"], help="default: bf16 autocast on a GPU, fp32 on CPU")
+    bench_p.add_argument("--dtype", choices=sorted(DTYPES), help="default: bf16 autocast on a GPU, fp32 on CPU")
     bench_p.add_argument("--only", nargs="*", help="benchmark names, e.g. vqvae_step prior")
     bench_p.add_argument("--benchmarks", help="folder of benchmark scripts (default: the checkout's benchmarks/)")
     bench_p.set_defaults(run=_bench)
