@@ -95,3 +95,11 @@ def test_evaluate_matches_the_models_own_numbers_and_computes_fvd(models, cfg):
         assert math.isfinite(result[key]) and result[key] >= -1e-6
     again = evaluate(dataset, vq, prior, n_clips=4, i3d=i3d, batch_size=2, i3d_size=32)
     assert again == result  # seeded samples: the same numbers every time
+
+
+def test_evaluate_runs_models_in_eval_mode_and_restores_their_mode(cfg):
+    torch.manual_seed(0)
+    vq = vg.VQVAE(cfg.vqvae).train()  # in training mode a forward pass would initialise and update the codebook
+    before = {k: v.clone() for k, v in vq.codebook.state_dict().items()}
+    evaluate(vg.data.MovingMNIST("test", 8, 40, length=4), vq, n_clips=4, batch_size=2)
+    assert vq.training and all(torch.equal(before[k], v) for k, v in vq.codebook.state_dict().items())

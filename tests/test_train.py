@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import videogen_lite as vg
 from videogen_lite.io import atomic_write, checkpoints_of
-from videogen_lite.train import StepSampler, fit
+from videogen_lite.train import EpochItems, StepSampler, collate, fit
 
 TINY = ["data.sequence_length=8", "data.resolution=32", "data.variance=0.04", "vqvae.n_hiddens=16",
         "vqvae.res_hiddens=8", "vqvae.n_codes=32", "vqvae.embedding_dim=8", "vqvae.downsample=[2,4,4]",
@@ -27,8 +27,12 @@ def tiny(steps=6, extra=()):
 
 def run(cfg, run_dir, resume=False):
     torch.manual_seed(cfg.vqvae.train.seed)
-    data = vg.data.MovingMNIST("train", 8, 32, length=64)
+    data = vg.data.MovingMNIST("train", 8, 32, length=16)  # 4 steps per epoch: runs cross epochs
     return fit(vg.VQVAE(cfg.vqvae), data, cfg.vqvae.train, run_dir, resume=resume, progress=False)
+
+
+def read_log(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
 
 
 def final_weights(run_dir):
@@ -46,9 +50,27 @@ def test_sampler_is_a_function_of_seed_and_step_and_shards_contiguously():
     assert list(StepSampler(20, 4, 10, seed=3, start=6)) == full[6:]
     halves = [list(StepSampler(20, 4, 10, seed=3, rank=r, world=2)) for r in range(2)]
     assert [a + b for a, b in zip(*halves)] == full
-    assert sorted(sum(full[:5], [])) == list(range(20))  # one epoch sees every clip once
+    assert sorted(i for e, i in sum(full[:5], [])) == list(range(20))  # one epoch sees every clip once
+    assert {e for e, _ in sum(full[:5], [])} == {0} and {e for e, _ in sum(full[5:], [])} == {1}
     with pytest.raises(ValueError, match="not divisible by 3 processes"):
         StepSampler(20, 4, 10, world=3)
+
+
+def test_training_clips_change_between_epochs_in_any_worker():
+    # the epoch travels with each index, so fresh clips need no set_epoch and work in (persistent) workers
+    data = vg.data.MovingMNIST("train", 8, 32, length=8)
+    sampler = StepSampler(8, 4, 4, seed=0)  # two steps per epoch: epochs 0 and 1
+    loader = torch.utils.data.DataLoader(EpochItems(data), batch_sampler=sampler, collate_fn=collate,
+                                         num_workers=2, persistent_workers=True)
+    videos = [batch["video"] for batch in loader]
+    keys = list(sampler)
+    by_key = {key: video for batch_keys, batch in zip(keys, videos) for key, video in zip(batch_keys, batch)}
+    for (epoch, index), video in by_key.items():
+        assert torch.equal(video, data.item(index, epoch)["video"])
+    assert torch.equal(data.item(3, 0)["video"], data[3]["video"])  # epoch 0 is the plain dataset
+    assert not torch.equal(data.item(3, 0)["video"], data.item(3, 1)["video"])
+    test = vg.data.MovingMNIST("test", 8, 32, length=8)
+    assert torch.equal(test.item(3, 0)["video"], test.item(3, 5)["video"])  # held-out clips never change
 
 
 def test_checkpoints_logs_and_keep_last_k(tmp_path):
@@ -144,6 +166,12 @@ def test_two_processes_match_one(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    # the log holds the metrics of the whole global batch, not rank 0's half of it
+    single, ddp = (read_log(tmp_path / name) for name in ("single", "ddp"))
+    assert [r["step"] for r in single] == [r["step"] for r in ddp] == [1, 2, 3, 4]
+    for one, two in zip(single, ddp):
+        for key in ("loss", "nmse", "commitment_loss", "perplexity", "usage"):
+            assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
 
 
 def test_gradient_accumulation_matches_the_full_batch(tmp_path, monkeypatch):
@@ -190,3 +218,42 @@ def test_bf16_autocast_trains_both_stages_with_an_fp32_codebook(tmp_path, tiny_c
     log = [json.loads(line) for line in (tmp_path / "prior" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["tokens_per_s"] == pytest.approx(log[-1]["clips_per_s"] * prior.length, rel=1e-3)
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+
+
+def record_first_draw(out_dir):
+    """Patch (in this process) VQVAE.forward_batch to record the first random number the process draws."""
+    original = vg.VQVAE.forward_batch
+
+    def probed(self, batch):
+        path = Path(out_dir) / f"rank{os.environ.get('RANK', '0')}.txt"
+        if not path.exists():
+            path.write_text(repr(float(torch.rand(()))))
+        return original(self, batch)
+
+    vg.VQVAE.forward_batch = probed
+
+
+def _seed_worker(rank, world, port, out_dir):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    try:
+        cfg = tiny(1, ["vqvae.train.checkpoint_every=100"]).vqvae
+        record_first_draw(out_dir)
+        fit(vg.VQVAE(cfg), vg.data.MovingMNIST("train", 8, 32, length=16), cfg.train, Path(out_dir) / "run",
+            progress=False)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_each_process_draws_its_own_random_numbers(tmp_path):
+    # seed + rank (as nanoGPT seeds): dropout masks must differ between processes, rank 0 keeps the 1-process stream
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_seed_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    draws = [float((tmp_path / f"rank{r}.txt").read_text()) for r in range(2)]
+    assert draws[0] != draws[1]
+    torch.manual_seed(tiny().vqvae.train.seed)
+    assert draws[0] == float(torch.rand(()))

@@ -89,3 +89,15 @@ def test_missing_data_variance_is_explained(tiny_cfg):
     vq = vg.VQVAE(tiny_cfg.vqvae)
     with pytest.raises(ValueError, match="data variance"):
         vq(torch.zeros(1, 1, 8, 32, 32))
+
+
+def test_codes_under_bf16_autocast_are_the_fp32_codes():
+    # the prior's targets: a bf16 encoder would move many latents of a trained model to another code
+    vq = vg.pretrained("mnist_vqvae_lite_cpu")
+    test_set = vg.data.MovingMNIST("test", 16, 64)
+    x = torch.stack([test_set[i]["video"] for i in range(2)])
+    with torch.no_grad():
+        fp32 = vq.encode(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(vq.encode(x), fp32)
+            assert torch.equal(vq.encode(x.bfloat16()), fp32)

@@ -79,7 +79,6 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
 
 
-@torch.no_grad()
 def evaluate(dataset, vqvae: torch.nn.Module | None = None, prior: torch.nn.Module | None = None,
              n_clips: int = fvd_lib.N_SAMPLES, i3d: torch.nn.Module | None = None, batch_size: int = 16,
              seed: int = 0, variance: float | None = None, i3d_size: int = fvd_lib.RESOLUTION) -> dict:
@@ -91,6 +90,19 @@ def evaluate(dataset, vqvae: torch.nn.Module | None = None, prior: torch.nn.Modu
     """
     if vqvae is None and prior is None:
         raise ValueError("nothing to evaluate: give a VQ-VAE, a prior or both")
+    models = [m for m in (vqvae, prior) if m is not None]
+    modes = [m.training for m in models]
+    try:
+        for model in models:  # a VQ-VAE in training mode would update its codebook
+            model.eval()
+        with torch.no_grad():
+            return _evaluate(dataset, vqvae, prior, n_clips, i3d, batch_size, seed, variance, i3d_size)
+    finally:
+        for model, mode in zip(models, modes):
+            model.train(mode)
+
+
+def _evaluate(dataset, vqvae, prior, n_clips, i3d, batch_size, seed, variance, i3d_size) -> dict:
     n = min(n_clips, len(dataset))
     if n < 2:
         raise ValueError(f"need at least 2 held-out clips, the split has {len(dataset)} and n_clips = {n_clips}")

@@ -5,7 +5,12 @@ metrics to log. The loop:
 
 - draws global batches from :class:`StepSampler` (a seeded permutation per epoch, batch ``s`` is a pure
   function of ``(seed, s)``), each process taking its contiguous slice, so a run means the same thing on 1
-  or N processes and a resumed run sees exactly the batches it would have seen;
+  or N processes and a resumed run sees exactly the batches it would have seen. The sampler hands out
+  ``(epoch, index)`` keys: datasets whose training items change per epoch (fresh Moving MNIST clips,
+  random windows of longer episodes) define ``item(index, epoch)``, so the item is a pure function of
+  ``(seed, epoch, index)`` in any worker process, persistent or not, and after a resume;
+- logs the metrics of the whole global batch: under torchrun each process's means are all-reduced
+  (weighted by its share of the batch), and the codebook's perplexity comes from the all-reduced histogram;
 - runs under ``torchrun`` as DistributedDataParallel (NCCL on GPUs, gloo on CPU), logging and saving on
   rank 0 only;
 - writes ``RUN/checkpoints/step_XXXXXXXX.safetensors`` (weights + config, :func:`videogen_lite.save`) and
@@ -70,11 +75,12 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 class StepSampler:
-    """Per-process index lists for steps ``start, start+1, ..., steps-1``.
+    """Per-process lists of ``(epoch, index)`` keys for steps ``start, start+1, ..., steps-1``.
 
     Epoch ``e`` is a permutation of the dataset drawn from ``seed + e``; global batch ``s`` is its slice
     ``[j*B, (j+1)*B)`` with ``j = s mod (N // B)``. Process ``rank`` of ``world`` takes the ``rank``-th
-    contiguous ``B / world`` of it (the incomplete last batch of an epoch is dropped).
+    contiguous ``B / world`` of it (the incomplete last batch of an epoch is dropped). Each index travels
+    with its epoch, which :class:`EpochItems` hands to the dataset.
     """
 
     def __init__(self, n: int, batch_size: int, steps: int, seed: int = 0, rank: int = 0, world: int = 1,
@@ -87,6 +93,9 @@ class StepSampler:
         self.rank, self.world, self.start = rank, world, start
         self.per_epoch = n // batch_size
 
+    def epoch(self, step: int) -> int:
+        return step // self.per_epoch
+
     def global_batch(self, step: int) -> list[int]:
         epoch, j = divmod(step, self.per_epoch)
         perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))
@@ -95,10 +104,27 @@ class StepSampler:
     def __iter__(self):
         share = self.batch_size // self.world
         for step in range(self.start, self.steps):
-            yield self.global_batch(step)[self.rank * share : (self.rank + 1) * share]
+            epoch = self.epoch(step)
+            yield [(epoch, i) for i in self.global_batch(step)[self.rank * share : (self.rank + 1) * share]]
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start)
+
+
+class EpochItems(Dataset):
+    """``dataset`` indexed by the sampler's ``(epoch, index)`` keys: ``dataset.item(index, epoch)`` where the
+    dataset defines it (its training items change per epoch), else ``dataset[index]``."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        self.item = getattr(dataset, "item", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        return self.item(index, epoch) if self.item is not None else self.dataset[index]
 
 
 def collate(items: list[dict]) -> dict:
@@ -107,8 +133,8 @@ def collate(items: list[dict]) -> dict:
 
 def batches(dataset: Dataset, sampler, num_workers: int) -> DataLoader:
     # its own generator, so creating the loader never consumes the global RNG (resume stays exact)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
-                      generator=torch.Generator().manual_seed(0), persistent_workers=False)
+    return DataLoader(EpochItems(dataset), batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(0), persistent_workers=num_workers > 0)
 
 
 def tensorboard_writer(run_dir: Path):
@@ -135,6 +161,16 @@ def out_of_time(began: float, max_minutes: float, world: int) -> bool:
     if world > 1:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag)
+
+
+def global_means(out: dict, world: int) -> dict:
+    """Per-process means of equal shards -> the means over the whole global batch (all-reduced)."""
+    if world == 1:
+        return out
+    keys = sorted(out)
+    values = torch.tensor([out[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(values)
+    return {k: float(v) / world for k, v in zip(keys, values)}
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -164,6 +200,15 @@ def rng_state() -> dict:
                 cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
 
 
+def rng_states(world: int) -> list[dict]:
+    """Every process's RNG state, in rank order (collective under torchrun: all ranks must call it)."""
+    if world == 1:
+        return [rng_state()]
+    states = [None] * world
+    dist.all_gather_object(states, rng_state())
+    return states
+
+
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
@@ -182,10 +227,13 @@ def seed_everything(seed: int) -> None:
 # checkpoints
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, scheduler, step: int, keep: int) -> Path:
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, step: int, keep: int,
+                    rng: list[dict] | None = None) -> Path:
+    """Write step ``step``'s weights and state; ``rng``: every process's RNG state (default: this one's)."""
     folder = run_dir / "checkpoints"
     stem = folder / f"step_{step:08d}"
-    state = dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), step=step, rng=rng_state())
+    state = dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), step=step,
+                 rng=rng if rng is not None else [rng_state()])
     atomic_write(stem.with_suffix(".state.pt"), lambda tmp: torch.save(state, tmp))
     weights = save(model, stem.with_suffix(".safetensors"))  # written last: its presence marks a whole checkpoint
     for _, old in checkpoints_of(run_dir)[:-keep]:
@@ -194,8 +242,8 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, step: int, keep:
     return weights
 
 
-def load_checkpoint(run_dir: Path, model, optimizer, scheduler) -> int:
-    """Restore the latest whole checkpoint of ``run_dir``; returns its step."""
+def load_checkpoint(run_dir: Path, model, optimizer, scheduler, rank: int = 0) -> int:
+    """Restore the latest whole checkpoint of ``run_dir`` (process ``rank`` takes its own RNG state); returns its step."""
     from safetensors.torch import load_file
 
     found = [(s, p) for s, p in checkpoints_of(run_dir) if p.with_suffix(".state.pt").exists()]
@@ -206,7 +254,8 @@ def load_checkpoint(run_dir: Path, model, optimizer, scheduler) -> int:
     state = torch.load(weights.with_suffix(".state.pt"), weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
+    states = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+    set_rng_state(states[rank % len(states)])
     return step
 
 
@@ -261,10 +310,10 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
         run_dir.mkdir(parents=True, exist_ok=True)
         if run_config is not None:
             atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(run_config, indent=2)))
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed + rank)  # dropout masks differ between processes (as nanoGPT seeds them)
     model.to(device).train()
     optimizer, scheduler = make_optimizer(model, cfg)
-    start = load_checkpoint(run_dir, model, optimizer, scheduler) if resume else 0
+    start = load_checkpoint(run_dir, model, optimizer, scheduler, rank) if resume else 0
     if cfg.activation_checkpointing and hasattr(model, "activation_checkpointing"):
         model.activation_checkpointing = True  # recompute each transformer block in the backward pass
     step_fn = BatchForward(model)
@@ -311,7 +360,7 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
                     )
                 (loss / cfg.grad_accumulation).backward()
             micro_outs.append(scalars(micro_out))
-        out = {k: float(np.mean([m[k] for m in micro_outs])) for k in micro_outs[0]}
+        out = global_means({k: float(np.mean([m[k] for m in micro_outs])) for k in micro_outs[0]}, world)
         loss = torch.tensor(out["loss"])
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -338,16 +387,23 @@ def fit(model, train_set: Dataset, cfg: TrainConfig, run_dir: str | Path, *, val
                     if key != "step":
                         board.add_scalar(key, value, step)
             window, window_start = [], now
-        if main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            last_checkpoint = save_checkpoint(run_dir, model, optimizer, scheduler, step, cfg.keep_checkpoints)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            states = rng_states(world)
+            if main:
+                last_checkpoint = save_checkpoint(run_dir, model, optimizer, scheduler, step, cfg.keep_checkpoints,
+                                                  states)
         if max_minutes is not None and out_of_time(began, max_minutes, world):
             stopped_early = step < cfg.steps
             break
     bar.close()
     if board is not None:
         board.close()
-    if main and (last_checkpoint is None or not str(last_checkpoint).endswith(f"step_{step:08d}.safetensors")):
-        last_checkpoint = save_checkpoint(run_dir, model, optimizer, scheduler, step, cfg.keep_checkpoints)
+    saved_last = step % cfg.checkpoint_every == 0 or step == cfg.steps  # the same on every rank
+    if not saved_last:
+        states = rng_states(world)
+        if main:
+            last_checkpoint = save_checkpoint(run_dir, model, optimizer, scheduler, step, cfg.keep_checkpoints,
+                                              states)
     summary = dict(steps=step, wall_time_s=round(time.time() - began, 1), stopped_early=stopped_early,
                    hardware=hardware_description(device), processes=world,
                    checkpoint=str(last_checkpoint.relative_to(run_dir)) if main else None)

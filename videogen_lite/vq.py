@@ -59,8 +59,12 @@ def random_rows(x: torch.Tensor, n: int) -> torch.Tensor:
 
 def perplexity(codes: torch.Tensor, n_codes: int) -> torch.Tensor:
     """``exp(entropy)`` of the code histogram: 1 if one code is used, ``n_codes`` if all are used equally."""
-    probs = torch.bincount(codes.flatten(), minlength=n_codes).float()
-    probs = probs / probs.sum()
+    return histogram_perplexity(torch.bincount(codes.flatten(), minlength=n_codes).float())
+
+
+def histogram_perplexity(counts: torch.Tensor) -> torch.Tensor:
+    """``exp(entropy)`` of code counts ``[K]``."""
+    probs = counts / counts.sum()
     return torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
 
 
@@ -103,7 +107,9 @@ class Codebook(nn.Module):
         self.initialized.fill_(True)
 
     @torch.no_grad()
-    def ema_update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
+    def ema_update(self, flat: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """One EMA step from latents ``flat [N, D]`` and their codes ``[N]``; returns the code counts ``[K]``
+        of the whole global batch (all-reduced over processes)."""
         onehot = F.one_hot(codes, self.n_codes).type(flat.dtype)  # [N, K]
         counts = all_reduce_sum(onehot.sum(0))  # n_k
         sums = all_reduce_sum(onehot.t() @ flat)  # [K, D]
@@ -112,6 +118,7 @@ class Codebook(nn.Module):
         total = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (total + self.n_codes * self.eps) * total
         self.embeddings.copy_(self.embedding_sum / smoothed[:, None])
+        return counts
 
     @torch.no_grad()
     def restart_dead_codes(self, flat: torch.Tensor) -> int:
@@ -148,9 +155,11 @@ class Codebook(nn.Module):
             self.initialize(flat.detach())
         codes = self.nearest(flat.detach())
         restarted = 0
-        if self.updating:
-            self.ema_update(flat.detach(), codes)
+        if self.updating:  # the histogram of the global batch (all processes), as the EMA sees it
+            counts = self.ema_update(flat.detach(), codes)
             restarted = self.restart_dead_codes(flat.detach())
+        else:
+            counts = torch.bincount(codes, minlength=self.n_codes).float()
         quantized = rearrange(F.embedding(codes, self.embeddings), "(b t h w) d -> b d t h w", b=b, t=t, h=h, w=w)
         commitment_loss = self.beta * F.mse_loss(z, quantized.detach())
         quantized = z + (quantized - z).detach()  # straight-through: forward e, backward identity
@@ -159,7 +168,7 @@ class Codebook(nn.Module):
             embeddings=quantized,
             codes=codes,
             commitment_loss=commitment_loss,
-            perplexity=perplexity(codes, self.n_codes),
-            usage=torch.tensor(codes.unique().numel() / self.n_codes),
+            perplexity=histogram_perplexity(counts),
+            usage=(counts > 0).float().mean(),
             restarted=restarted,
         )

@@ -184,10 +184,16 @@ class VQVAE(nn.Module):
         return self.pre_vq(self.encoder(x, self._position()))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Codes of a video: ``[B, C, T, H, W] -> LongTensor [B, t, h, w]`` (never changes the codebook)."""
-        return self.codebook.nearest(rearrange(self.encode_latents(x), "b d t h w -> (b t h w) d")).view(
-            x.shape[0], *[n // f for n, f in zip(x.shape[2:], self.cfg.downsample)]
-        )
+        """Codes of a video: ``[B, C, T, H, W] -> LongTensor [B, t, h, w]`` (never changes the codebook).
+
+        Always in fp32, with autocast off: the codes are the prior's targets, and a bf16 encoder moves many
+        latents to another nearest code, so training under ``train.bf16`` would otherwise learn other codes
+        than evaluation and sampling use."""
+        with torch.autocast(x.device.type, enabled=False):
+            latents = self.encode_latents(x.float())
+            return self.codebook.nearest(rearrange(latents, "b d t h w -> (b t h w) d")).view(
+                x.shape[0], *[n // f for n, f in zip(x.shape[2:], self.cfg.downsample)]
+            )
 
     def decode_embeddings(self, e: torch.Tensor) -> torch.Tensor:
         """Quantized vectors ``[B, embedding_dim, t, h, w] -> video [B, C, T, H, W]``."""

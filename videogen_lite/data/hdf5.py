@@ -176,19 +176,23 @@ class HDF5Dataset(Dataset):
             self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
         return self._file[self.split]
 
-    def window_start(self, index: int) -> int:
-        """First frame (within its episode) of item ``index``'s clip."""
+    def window_start(self, index: int, epoch: int | None = None) -> int:
+        """First frame (within its episode) of item ``index``'s clip in ``epoch`` (default: the one set)."""
         episode = self.item_episode[index]
         if self.split == "train":
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, index])
             return int(rng.integers(0, self.episode_lengths[episode] - self.sequence_length + 1))
         return int(self.item_window[index]) * self.sequence_length
 
     def __getitem__(self, index: int) -> dict:
+        return self.item(index, self.epoch)
+
+    def item(self, index: int, epoch: int) -> dict:
+        """Item ``index`` in ``epoch``: a fresh random window per epoch in ``train``, a fixed one otherwise."""
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} clips")
         episode = self.item_episode[index]
-        start = int(self.episode_starts[episode]) + self.window_start(index)
+        start = int(self.episode_starts[episode]) + self.window_start(index, epoch)
         group = self._frames()
         frames = group["frames"][start:start + self.sequence_length]  # uint8 [T, H, W, C]
         if self.action_size:

@@ -105,11 +105,15 @@ class MovingMNISTFile(Dataset):
         return self.count
 
     def __getitem__(self, index: int) -> dict:
+        return self.item(index, self.epoch)
+
+    def item(self, index: int, epoch: int) -> dict:
+        """Item ``index`` in ``epoch``: a fresh random start per epoch in ``train``, frame 0 otherwise."""
         if not 0 <= index < self.count:
             raise IndexError(f"index {index} out of range for {self.count} sequences")
         start = 0
         if self.split == "train":
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
             start = int(rng.integers(0, self.sequences.shape[0] - self.sequence_length + 1))
         frames = self.sequences[start:start + self.sequence_length, self.first + index]  # [T, H, W]
         return {"video": to_video_tensor(frames[..., None]),

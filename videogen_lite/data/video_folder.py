@@ -143,13 +143,17 @@ class VideoFolder(Dataset):
         return len(self.cached) if self.cached is not None else len(self.item_file)
 
     def __getitem__(self, index: int) -> dict:
+        return self.item(index, self.epoch)
+
+    def item(self, index: int, epoch: int) -> dict:
+        """Item ``index`` in ``epoch``: a fresh random window per epoch in ``train``, a fixed one otherwise."""
         if self.cached is not None:
-            return self.cached[index]
+            return self.cached.item(index, epoch)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} clips")
         file = self.item_file[index]
         if self.split == "train":
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
             start = int(rng.integers(0, self.lengths[file] - self.sequence_length + 1))
         else:
             start = int(self.item_window[index]) * self.sequence_length
