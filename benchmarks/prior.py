@@ -64,7 +64,9 @@ def uncached_estimate(prior: vg.VideoGPT, n: int, points: int = 9) -> float:
     device = str(next(prior.parameters()).device)
     codes = torch.randint(0, prior.n_codes, (n, prior.length), device=device)
     lengths = [round(i * (prior.length - 1) / (points - 1)) for i in range(points)]
-    times = [_timed(lambda i=i: prior.logits(codes[:, :i])[:, -1], device) for i in lengths]
+    cond = prior.condition(n, None, None)
+    times = [_timed(lambda i=i: prior.decoder(prior.inputs(codes[:, :i], with_start=True), cond)[:, -1], device)
+             for i in lengths]
     total = 0.0
     for (i0, t0), (i1, t1) in zip(zip(lengths, times), zip(lengths[1:], times[1:])):
         total += (t0 + t1) / 2 * (i1 - i0)  # trapezoid over the steps between two timed prefix lengths

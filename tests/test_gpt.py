@@ -255,3 +255,118 @@ def test_activation_checkpointing_gives_the_same_gradients(tiny_cfg):
         grads.append([p.grad.clone() for p in prior.parameters() if p.grad is not None])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------------------------------------------
+# priming, long rollouts and the Axial Transformer prior
+
+
+def small_grid(cfg):
+    """The tiny config on a 4 x 4 x 4 latent grid (64 positions): small enough to test every position."""
+    cfg.vqvae.downsample = (2, 8, 8)
+    return cfg
+
+
+@pytest.mark.parametrize("attention", ["full", "axial"])
+def test_every_position_sees_exactly_the_codes_before_it(tiny_cfg, attention):
+    prior = make_prior(small_grid(tiny_cfg), frame_cond=True, action_dim=12, attention=attention)
+    randomise_action_norms(prior)
+    codes, frames, actions = inputs(prior)
+    logits = prior(codes, frames, actions)["logits"].flatten(1, 3)  # [B, 64, K]
+    for j in range(prior.length):  # exhaustive: change each code in turn
+        changed = codes.clone().flatten(1)
+        changed[:, j] = (changed[:, j] + 1) % prior.n_codes
+        new = prior(changed.view_as(codes), frames, actions)["logits"].flatten(1, 3)
+        assert torch.allclose(new[:, : j + 1], logits[:, : j + 1], atol=1e-6), f"code {j} leaked backwards"
+        if j + 1 < prior.length:
+            assert not torch.allclose(new[:, j + 1], logits[:, j + 1], atol=1e-6), f"position {j + 1} must see code {j}"
+
+
+@pytest.mark.parametrize("attention", ["full", "axial"])
+def test_primed_sampling_keeps_the_prime_and_cached_equals_uncached(tiny_cfg, attention):
+    prior = make_prior(tiny_cfg, frame_cond=True, action_dim=12, attention=attention)
+    randomise_action_norms(prior)
+    codes, frames, actions = inputs(prior)
+    kwargs = {"frames": frames, "actions": actions, "prime": codes, "prime_steps": 2}
+    cached = prior.sample_codes(2, generator=torch.Generator().manual_seed(1), **kwargs)
+    uncached = prior.sample_codes(2, generator=torch.Generator().manual_seed(1), use_cache=False, **kwargs)
+    assert torch.equal(cached, uncached)
+    assert torch.equal(cached[:, :2], codes[:, :2]) and not torch.equal(cached[:, 2:], codes[:, 2:])
+    # a prime video is encoded from its first prime_steps * dt frames only, later frames replaced by the last one
+    video = torch.rand(2, 1, 8, 32, 32) - 0.5
+    padded = torch.cat([video[:, :, :2], video[:, :, 1:2].expand(-1, -1, 6, -1, -1)], dim=2)
+    primed = prior.sample_codes(2, frames=frames, actions=actions, prime=video, prime_steps=1)
+    assert torch.equal(primed[:, :1], prior.vqvae.encode(padded)[:, :1])
+    changed_future = video.clone()
+    changed_future[:, :, 2:] = 0.3
+    assert torch.equal(prior.sample_codes(2, frames=frames, actions=actions, prime=changed_future, prime_steps=1)[:, :1],
+                       primed[:, :1])
+
+
+@pytest.mark.parametrize("attention", ["full", "axial"])
+def test_long_rollouts_slide_the_window_and_continue_at_the_seam(tiny_cfg, attention):
+    prior = make_prior(tiny_cfg, attention=attention)  # t = 4 latent steps
+    greedy = {"top_k": 1}
+    long = prior.sample_codes(2, length=6, generator=torch.Generator().manual_seed(0), **greedy)
+    assert long.shape == (2, 6, 8, 8)
+    assert torch.equal(long[:, :4], prior.sample_codes(2, generator=torch.Generator().manual_seed(0), **greedy))
+    # after the window slid by one step, step 4 is what the prior draws after steps 1-3 at positions 0-2
+    assert torch.equal(long[:, 1:5], prior.sample_codes(2, prime=long[:, 1:4], prime_steps=3, **greedy))
+    sampled = {"temperature": 1.0, "length": 6}
+    cached = prior.sample_codes(2, generator=torch.Generator().manual_seed(5), **sampled)
+    uncached = prior.sample_codes(2, generator=torch.Generator().manual_seed(5), use_cache=False, **sampled)
+    assert torch.equal(cached, uncached)
+    assert prior.sample(2, length=6).shape == (2, 1, 12, 32, 32)  # 6 latent steps of 2 frames
+
+
+def test_long_action_conditioned_rollouts_read_each_windows_actions(tiny_cfg):
+    prior = make_prior(tiny_cfg, frame_cond=True, action_dim=12)  # 4 steps of 3 action values per window
+    randomise_action_norms(prior)
+    _, frames, actions = inputs(prior)
+    longer = torch.randn(2, 8, 3, generator=torch.Generator().manual_seed(2))  # 2 more windows x dt = 2 steps
+    codes = prior.sample_codes(2, frames=frames, actions=longer, length=6, generator=torch.Generator().manual_seed(0))
+    assert codes.shape == (2, 6, 8, 8)
+    with pytest.raises(ValueError, match=r"T >= 4 \+ action_dim / A"):
+        prior.sample_codes(2, frames=frames, actions=longer[:, :7], length=6)
+
+
+def test_bad_priming_and_lengths_say_what_was_expected(tiny_cfg):
+    prior = make_prior(tiny_cfg)
+    codes, _, _ = inputs(prior)
+    with pytest.raises(ValueError, match=r"prime_steps = 5: expected 1 to 3"):
+        prior.sample_codes(2, prime=codes, prime_steps=5)  # longer than the window
+    with pytest.raises(ValueError, match=r"prime_steps = 4: expected 1 to 3"):
+        prior.sample_codes(2, prime=codes, prime_steps=4)  # nothing left to sample
+    with pytest.raises(ValueError, match="together"):
+        prior.sample_codes(2, prime=codes)
+    with pytest.raises(ValueError, match=r"prime codes must be \[n, t', h, w\] = \[2, >= 2, 8, 8\]"):
+        prior.sample_codes(2, prime=codes[:, :1], prime_steps=2)
+    with pytest.raises(ValueError, match=r"one video \[n, C, T, H, W\] or code grid"):
+        prior.sample_codes(2, prime=codes[:1], prime_steps=1)
+    with pytest.raises(ValueError, match=r"need 4 frames .* has 3"):
+        prior.sample_codes(2, prime=torch.zeros(2, 1, 3, 32, 32), prime_steps=2)
+    with pytest.raises(ValueError, match=r"a prime video must be \[n, C, T, H, W\]"):
+        prior.sample_codes(2, prime=torch.zeros(2, 3, 8, 32, 32), prime_steps=1)
+    with pytest.raises(ValueError, match="length"):
+        prior.sample_codes(2, length=0)
+
+
+def test_axial_prior_trains_saves_and_loads(tiny_cfg, tmp_path):
+    prior = make_prior(tiny_cfg, frame_cond=True, attention="axial").train()
+    codes, frames, _ = inputs(prior)
+    optimizer = torch.optim.Adam([p for p in prior.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = prior(codes, frames)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] - 0.5  # it fits two clips: every part gets gradients
+    prior.eval()
+    path = vg.save(prior, tmp_path / "axial.safetensors")
+    loaded = vg.load(path)
+    assert loaded.cfg.attention == "axial" and loaded.axial is not None
+    assert torch.equal(loaded(codes, frames)["logits"], prior(codes, frames)["logits"])
+    with pytest.raises(ValueError, match="prior.attention"):
+        vg.load_config("moving_mnist_lite", ["prior.attention=sparse"])

@@ -2,6 +2,7 @@
 
     videogen-lite train vqvae --config moving_mnist_lite --out runs/vq [--resume] [key=value ...]
     videogen-lite train prior --config moving_mnist_lite --vqvae runs/vq --out runs/prior [key=value ...]
+    videogen-lite train judge --config moving_mnist_lite --out runs/judge [key=value ...]   (Moving MNIST judge)
     videogen-lite data vizdoom|bair|... (see ``videogen-lite data --help``)
     videogen-lite sample --prior runs/prior --n 4 --out samples.gif
     videogen-lite eval --vqvae runs/vq --prior runs/prior --split test [--i3d I3D.safetensors] [--out eval.json]
@@ -27,13 +28,22 @@ def _train(args) -> int:
     from . import data, metrics, train
 
     cfg = load_config(args.config, args.overrides)
-    stage = cfg.vqvae if args.stage == "vqvae" else cfg.prior
+    stage = {"vqvae": cfg.vqvae, "prior": cfg.prior, "judge": cfg.judge}[args.stage]
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(stage.train.seed)
     train_set = data.build_dataset(cfg.data, "train")
     val_set = data.build_dataset(cfg.data, "val")
-    if args.stage == "vqvae":
+    if args.stage == "judge":
+        from .judge import Judge, JudgeClips
+
+        if not isinstance(train_set, data.MovingMNIST):
+            raise ValueError(f"train judge needs generated Moving MNIST (data.name = moving_mnist, data.path unset "
+                             f"or MNIST idx files), whose generator knows the digits and their motion; "
+                             f"config {args.config!r} gives {type(train_set).__name__}")
+        train_set, val_set = JudgeClips(train_set), JudgeClips(val_set)
+        model = Judge(cfg.judge)
+    elif args.stage == "vqvae":
         from .vqvae import VQVAE
 
         if cfg.vqvae.data_variance is None:
@@ -53,6 +63,14 @@ def _train(args) -> int:
                       command=" ".join(["videogen-lite"] + sys.argv[1:]))
     summary = train.fit(model, train_set, stage.train, args.out, val_set=val_set, run_config=run_config,
                         resume=args.resume, max_minutes=args.max_minutes, progress=not args.quiet)
+    if args.stage == "judge" and summary.get("checkpoint") is not None:  # rank 0: digits it never saw
+        from .io import atomic_write
+        from .judge import judge_accuracy
+
+        test_set = data.build_dataset(cfg.data, "test")
+        summary["test_accuracy"] = judge_accuracy(model, test_set, min(256, len(test_set)))
+        text = json.dumps(summary, indent=2)
+        atomic_write(Path(args.out) / "metrics.json", lambda tmp: Path(tmp).write_text(text))
     if summary.get("checkpoint") is not None:
         print(json.dumps(summary, indent=2))
     return 0
@@ -132,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videogen-lite", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train_p = commands.add_parser("train", help="train the VQ-VAE or the prior")
-    train_p.add_argument("stage", choices=["vqvae", "prior"])
+    train_p = commands.add_parser("train", help="train the VQ-VAE, the prior or the Moving MNIST judge")
+    train_p.add_argument("stage", choices=["vqvae", "prior", "judge"])
     train_p.add_argument("--config", required=True, help=f"a shipped name ({', '.join(config_names())}) or a YAML path")
     train_p.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, log.jsonl, metrics.json)")
     train_p.add_argument("--vqvae", help="prior only: the trained VQ-VAE (run folder, .safetensors or lite checkpoint name)")

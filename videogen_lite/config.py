@@ -24,6 +24,7 @@ import yaml
 
 DATASETS = ("moving_mnist", "vizdoom", "bair", "video_folder", "hdf5")
 POS_EMBEDDINGS = ("spatiotemporal", "spatial", "temporal", "sincos", "none")
+PRIOR_ATTENTION = ("full", "axial")
 
 
 @dataclass
@@ -103,6 +104,7 @@ class PriorConfig:
     dropout: float = 0.1
     attention_dropout: float = 0.0
     pos_embedding: str = "spatiotemporal"
+    attention: str = "full"  # 'full' (the GPT) | 'axial' (the Axial Transformer of Table 2)
     frame_cond: bool = False
     n_cond_frames: int = 1
     resnet_depth: int = 18
@@ -112,10 +114,27 @@ class PriorConfig:
 
 
 @dataclass
+class JudgeConfig:
+    """The Moving MNIST judge (:mod:`videogen_lite.judge`): a small frame CNN of ``width`` base channels, a
+    temporal conv over its feature maps into ``feature_dim`` clip features, and its own training settings
+    (the defaults train it in a few minutes on two CPU cores)."""
+
+    width: int = 32
+    feature_dim: int = 128
+    motion_weight: float = 0.5  # weight of the velocity loss beside the digit losses
+    sequence_length: int | None = None  # filled from data
+    resolution: int | None = None  # filled from data
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        batch_size=16, lr=2e-3, steps=600, checkpoint_every=200, log_every=20, eval_batches=16,
+        warmup_steps=20, lr_decay="cosine"))
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     vqvae: VQVAEConfig = field(default_factory=VQVAEConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     name: str = "custom"
 
     def to_dict(self) -> dict:
@@ -197,6 +216,8 @@ def from_dict(values: dict, cls=Config):
         fill_and_validate(cfg)
     elif isinstance(cfg, VQVAEConfig):
         validate_vqvae(cfg)
+    elif isinstance(cfg, JudgeConfig):
+        validate_judge(cfg)
     return cfg
 
 
@@ -245,6 +266,18 @@ def _validate_train(t: TrainConfig, prefix: str) -> None:
         _fail(prefix + "num_workers", t.num_workers, "0 or more")
 
 
+def validate_judge(j: JudgeConfig, prefix: str = "judge.") -> None:
+    for key in ("width", "feature_dim"):
+        if getattr(j, key) < 1:
+            _fail(prefix + key, getattr(j, key), "a positive integer")
+    if j.motion_weight < 0:
+        _fail(prefix + "motion_weight", j.motion_weight, "0 or more")
+    for key in ("sequence_length", "resolution"):
+        if getattr(j, key) is not None and getattr(j, key) < 1:
+            _fail(prefix + key, getattr(j, key), "a positive integer (or null to copy it from data)")
+    _validate_train(j.train, prefix + "train.")
+
+
 def fill_and_validate(cfg: Config) -> Config:
     d, v, p = cfg.data, cfg.vqvae, cfg.prior
     if d.name not in DATASETS:
@@ -264,18 +297,43 @@ def fill_and_validate(cfg: Config) -> Config:
     if v.data_variance is None:
         v.data_variance = d.variance
     validate_vqvae(v)
-    if p.pos_embedding not in POS_EMBEDDINGS:
-        _fail("prior.pos_embedding", p.pos_embedding, "one of " + ", ".join(POS_EMBEDDINGS))
-    if p.hidden % p.heads:
-        _fail("prior.heads", p.heads, f"a divisor of prior.hidden={p.hidden}")
-    if p.frame_cond and p.resnet_depth not in (18, 34):
-        _fail("prior.resnet_depth", p.resnet_depth, "18 or 34")
-    if p.action_dim < 0:
-        _fail("prior.action_dim", p.action_dim, "0 (no actions) or the flattened action size")
-    if not 0 <= p.dropout < 1:
-        _fail("prior.dropout", p.dropout, "a number in [0, 1)")
-    _validate_train(p.train, "prior.train.")
+    validate_prior(p, n_frames=d.sequence_length)
+    j = cfg.judge
+    for key in ("sequence_length", "resolution"):
+        if getattr(j, key) is None:
+            setattr(j, key, getattr(d, key))
+        elif getattr(j, key) != getattr(d, key):
+            raise ValueError(
+                f"judge.{key} = {getattr(j, key)} disagrees with data.{key} = {getattr(d, key)}; "
+                "leave judge's copy out and it is taken from data"
+            )
+    validate_judge(j)
     return cfg
+
+
+def validate_prior(p: PriorConfig, n_frames: int | None = None, prefix: str = "prior.") -> None:
+    """Check a prior's config (``n_frames``: the clip length, which bounds ``n_cond_frames``)."""
+    if p.pos_embedding not in POS_EMBEDDINGS:
+        _fail(prefix + "pos_embedding", p.pos_embedding, "one of " + ", ".join(POS_EMBEDDINGS))
+    if p.attention not in PRIOR_ATTENTION:
+        _fail(prefix + "attention", p.attention, "'full' (the GPT) or 'axial' (the Axial Transformer)")
+    for key in ("hidden", "heads", "layers"):
+        if getattr(p, key) < 1:
+            _fail(prefix + key, getattr(p, key), "a positive integer")
+    if p.hidden % p.heads:
+        _fail(prefix + "heads", p.heads, f"a divisor of prior.hidden={p.hidden}")
+    if p.frame_cond:
+        if p.resnet_depth not in (18, 34):
+            _fail(prefix + "resnet_depth", p.resnet_depth, "18 or 34")
+        if p.resnet_units < 1:
+            _fail(prefix + "resnet_units", p.resnet_units, "a positive integer")
+        if n_frames is not None and not 1 <= p.n_cond_frames <= n_frames:
+            _fail(prefix + "n_cond_frames", p.n_cond_frames, f"1 to the clip length {n_frames}")
+    if p.action_dim < 0:
+        _fail(prefix + "action_dim", p.action_dim, "0 (no actions) or the flattened action size")
+    if not 0 <= p.dropout < 1:
+        _fail(prefix + "dropout", p.dropout, "a number in [0, 1)")
+    _validate_train(p.train, prefix + "train.")
 
 
 # ---------------------------------------------------------------------------------------------------

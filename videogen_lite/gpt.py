@@ -10,10 +10,17 @@ predicts each code from the codes before it::
 Each block: ``x + attn(norm(x))`` then ``x + mlp([norm(x), frame])``; the ``frame`` features (a ResNet over
 the conditioning frame, :mod:`videogen_lite.conditioning`) are concatenated at every position, and with
 actions every norm is a :class:`ConditionalLayerNorm` of the flattened actions. The VQ-VAE inside is frozen.
+
+There is one forward pass, :meth:`VideoGPT.decoder`: inputs at positions ``offset .. offset+n-1`` with an
+optional :class:`KVCache`. Training runs it once over all ``L`` positions without a cache; sampling runs
+it once over the known prefix (the prefill: the start token and any primed codes) and then once per new
+position (``n = 1``) against the cache. With ``prior.attention = axial`` the same :class:`VideoGPT` holds
+an Axial Transformer instead of the GPT blocks (:mod:`videogen_lite.axial`).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +32,8 @@ from tqdm.auto import tqdm
 
 from .attention import PositionEmbedding
 from .conditioning import ConditionalLayerNorm, FrameEncoder
-from .config import POS_EMBEDDINGS, PriorConfig, from_dict, to_dict
+from .config import PriorConfig, from_dict, to_dict, validate_prior
+from .metrics import bits_per_dim
 from .vqvae import VQVAE
 
 SAMPLING_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
@@ -39,45 +47,97 @@ def apply_norm(norm: nn.Module, x: torch.Tensor, actions: torch.Tensor | None) -
     return norm(x, actions) if isinstance(norm, ConditionalLayerNorm) else norm(x)
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention where position ``i`` sees positions ``<= i``: ``[B, L, D] -> [B, L, D]``.
+def action_window(actions: torch.Tensor | None, action_dim: int, first: int = 0) -> torch.Tensor | None:
+    """The steps of per-step actions ``[B, T, A]`` a prior is conditioned on: ``action_dim / A`` of them from
+    step ``first`` on -> ``[B, action_dim / A, A]`` (None for a prior without actions)."""
+    if action_dim == 0:
+        return None
+    size = 0 if actions is None or actions.dim() != 3 else actions.shape[-1]
+    if size == 0 or action_dim % size or actions.shape[1] < first + action_dim // size:
+        raise ValueError(
+            f"prior.action_dim = {action_dim} needs per-step actions [B, T, A] with A dividing it and "
+            f"T >= {first} + action_dim / A, but got actions of shape "
+            f"{None if actions is None else list(actions.shape)}; check data.action_size and prior.action_dim"
+        )
+    return actions[:, first : first + action_dim // size]
 
-    :meth:`step` runs one new position against a key/value cache instead of the whole sequence.
+
+@dataclass
+class Condition:
+    """What a sample is conditioned on, computed once: each block's projected frame features
+    ``[B, h*w, 4 hidden]`` (the frame's share of the MLP's first layer) and the flattened actions ``[B, A]``."""
+
+    frame_terms: list[torch.Tensor] | None
+    actions: torch.Tensor | None
+
+    def frame_rows(self, layer: int, offset: int, n: int, grid: int) -> torch.Tensor | None:
+        """Block ``layer``'s frame term at positions ``offset .. offset+n-1``: position ``p`` reads the feature
+        of its latent cell, row ``p mod (h*w)`` -> ``[B, n, 4 hidden]``."""
+        if self.frame_terms is None:
+            return None
+        rows = torch.arange(offset, offset + n, device=self.frame_terms[layer].device) % grid
+        return self.frame_terms[layer][:, rows]
+
+
+class KVCache:
+    """Static keys and values of every layer, ``[layers, B, heads, L, head_dim]``, allocated once per sample.
+
+    Block ``layer`` writes the keys and values of positions ``offset .. offset+n-1`` and attends over
+    ``0 .. offset+n-1``. Nothing is reallocated or concatenated while sampling.
+    """
+
+    def __init__(self, layers: int, batch: int, heads: int, length: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device):
+        shape = (layers, batch, heads, length, head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.length = length
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where position ``i`` sees positions ``<= i``: ``[B, n, D] -> [B, n, D]``.
+
+    Without a cache the ``n`` positions attend among themselves; with one they are positions
+    ``offset .. offset+n-1`` and also see the cached positions before them.
     """
 
     def __init__(self, dim: int, heads: int, attention_dropout: float, layers: int):
         super().__init__()
         self.heads, self.head_dim, self.attention_dropout = heads, dim // heads, attention_dropout
-        self.qkv = nn.Linear(dim, 3 * dim)
+        self.qkv = nn.Linear(dim, 3 * dim)  # one fused projection for queries, keys and values
         self.proj = nn.Linear(dim, dim)
         nn.init.normal_(self.qkv.weight, std=0.02)
         nn.init.normal_(self.proj.weight, std=0.02 / math.sqrt(2 * layers))  # residual branches start small
         nn.init.zeros_(self.qkv.bias)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, offset: int = 0) -> torch.Tensor:
+        b, n, _ = x.shape
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
         p = self.attention_dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # [B, heads, L, d]
-        return self.proj(rearrange(out, "b h l d -> b l (h d)"))
-
-    def step(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, i: int) -> torch.Tensor:
-        """Position ``i`` only: ``x [B, 1, D]``; writes its key and value into ``keys``/``values``
-        ``[B, heads, L, d]`` at ``i`` and attends to positions ``0..i`` -> ``[B, 1, D]``."""
-        b = x.shape[0]
-        qkv = self.qkv(x).view(b, 3, self.heads, 1, self.head_dim)  # the (three h d) layout of forward
-        keys[:, :, i : i + 1] = qkv[:, 1]
-        values[:, :, i : i + 1] = qkv[:, 2]
-        out = F.scaled_dot_product_attention(qkv[:, 0], keys[:, :, : i + 1], values[:, :, : i + 1])  # [B, h, 1, d]
-        return self.proj(out.reshape(b, 1, -1))
+        if cache is None:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # [B, heads, n, d]
+        else:
+            end = offset + n
+            cache.keys[layer, :, :, offset:end] = k
+            cache.values[layer, :, :, offset:end] = v
+            keys, values = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]  # [B, heads, end, d]
+            if n == 1:  # one new position sees every cached one
+                out = F.scaled_dot_product_attention(q, keys, values)
+            elif offset == 0:  # a prefill: causal among the new positions
+                out = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
+            else:  # new position offset+i sees positions <= offset+i
+                mask = torch.ones(n, end, dtype=torch.bool, device=x.device).tril(offset)
+                out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
 class MLP(nn.Module):
-    """``[x, frame] -> Linear(4 dim) -> GELU -> Linear(dim)``: ``[B, L, dim] -> [B, L, dim]``.
+    """``[x, frame] -> Linear(4 dim) -> GELU -> Linear(dim)``: ``[B, n, dim] -> [B, n, dim]``.
 
     The first layer on the concatenation ``[x, frame]`` is written as ``fc(x) + fc_frame(frame)``, the same
-    linear map split in two, so the frame features (one per latent ``(h, w)``) are projected once and
-    broadcast over time instead of being copied to every position.
+    linear map split in two, so the frame features (one per latent ``(h, w)``) are projected once per sample
+    (:class:`Condition`) instead of being copied to every position.
     """
 
     def __init__(self, dim: int, frame_dim: int, layers: int):
@@ -92,13 +152,8 @@ class MLP(nn.Module):
         nn.init.zeros_(self.fc.bias)
         nn.init.zeros_(self.proj.bias)
 
-    def frame_term(self, frame: torch.Tensor, length: int) -> torch.Tensor:
-        """``fc_frame`` of frame features ``[B, h*w, U]`` at the first ``length`` positions -> ``[B, length, 4 dim]``."""
-        term = self.fc_frame(frame)  # [B, h*w, 4 dim], the same for every time step
-        return term.repeat(1, math.ceil(length / term.shape[1]), 1)[:, :length]
-
     def forward(self, x: torch.Tensor, frame_term: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.fc(x) if frame_term is None else self.fc(x) + frame_term  # [B, L, 4 dim]
+        h = self.fc(x) if frame_term is None else self.fc(x) + frame_term  # [B, n, 4 dim]
         return self.proj(F.gelu(h))
 
 
@@ -114,17 +169,10 @@ class Block(nn.Module):
         self.mlp = MLP(cfg.hidden, frame_dim, cfg.layers)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, frame: torch.Tensor | None = None,
-                actions: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.dropout(self.attn(apply_norm(self.norm1, x, actions)))
-        frame_term = None if frame is None else self.mlp.frame_term(frame, x.shape[1])
+    def forward(self, x: torch.Tensor, frame_term: torch.Tensor | None, actions: torch.Tensor | None,
+                cache: KVCache | None = None, layer: int = 0, offset: int = 0) -> torch.Tensor:
+        x = x + self.dropout(self.attn(apply_norm(self.norm1, x, actions), cache, layer, offset))
         return x + self.dropout(self.mlp(apply_norm(self.norm2, x, actions), frame_term))
-
-    def step(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, i: int,
-             frame_term: torch.Tensor | None, actions: torch.Tensor | None) -> torch.Tensor:
-        """Position ``i`` only (eval mode): ``x [B, 1, D]``, ``frame_term [B, 1, 4D]`` -> ``[B, 1, D]``."""
-        x = x + self.attn.step(apply_norm(self.norm1, x, actions), keys, values, i)
-        return x + self.mlp(apply_norm(self.norm2, x, actions), frame_term)
 
 
 class VideoGPT(nn.Module):
@@ -146,13 +194,17 @@ class VideoGPT(nn.Module):
 
     def __init__(self, cfg: PriorConfig, vqvae: VQVAE):
         super().__init__()
-        check_prior_config(cfg, vqvae)
+        if not isinstance(vqvae, VQVAE):
+            raise TypeError(f"vqvae must be a videogen_lite.VQVAE (e.g. videogen_lite.load(RUN_DIR)), "
+                            f"got {type(vqvae).__name__}")
+        validate_prior(cfg, n_frames=vqvae.cfg.sequence_length)
         self.cfg = cfg
         self.vqvae = vqvae
         self.vqvae.requires_grad_(False)
         self.vqvae.codebook.frozen = True
         self.latent_shape = tuple(vqvae.cfg.latent_shape)  # (t, h, w)
         self.length = math.prod(self.latent_shape)  # L tokens per video
+        self.grid = self.latent_shape[1] * self.latent_shape[2]  # h*w tokens per latent time step
         self.n_codes = vqvae.cfg.n_codes
 
         self.token_embedding = nn.Embedding(self.n_codes, cfg.hidden)
@@ -164,7 +216,13 @@ class VideoGPT(nn.Module):
         if cfg.frame_cond:
             self.frame_encoder = FrameEncoder(vqvae.cfg.channels, cfg.n_cond_frames, cfg.resnet_depth,
                                               cfg.resnet_units, self.latent_shape[1:])
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.axial = None
+        if cfg.attention == "axial":
+            from .axial import AxialDecoder
+
+            self.axial = AxialDecoder(cfg, self.latent_shape)
+        else:
+            self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.norm = make_norm(cfg.hidden, cfg.action_dim)
         self.head = nn.Linear(cfg.hidden, self.n_codes, bias=False)
         nn.init.normal_(self.head.weight, std=0.02)
@@ -183,11 +241,15 @@ class VideoGPT(nn.Module):
     def compile_modules(self) -> None:
         """``torch.compile`` the transformer blocks, the frame encoder and the frozen VQ-VAE's encoder and
         decoder in place (``train.compile``). Every block has the same code, so they share one compiled graph."""
-        for block in self.blocks:
+        for block in self.mlp_blocks():
             block.compile()
         if self.frame_encoder is not None:
             self.frame_encoder.compile()
         self.vqvae.compile_modules()
+
+    def mlp_blocks(self) -> list[nn.Module]:
+        """The transformer's blocks in order (each MLP takes its own projection of the frame features)."""
+        return self.axial.mlp_blocks() if self.axial is not None else list(self.blocks)
 
     def config_dict(self) -> dict:
         return {"prior": to_dict(self.cfg), "vqvae": to_dict(self.vqvae.cfg)}
@@ -214,18 +276,22 @@ class VideoGPT(nn.Module):
                 raise ValueError(f"expected a video [B, C, T, H, W] = [B, {', '.join(map(str, expected))}] "
                                  f"(the VQ-VAE's input), got shape {list(x.shape)}")
             with torch.no_grad():
-                return self.vqvae.encode(x)
+                return self.vqvae.encode(x)  # fp32 codes, whatever autocast is on
         if x.dim() != 4 or tuple(x.shape[1:]) != self.latent_shape:
             raise ValueError(f"expected codes [B, t, h, w] = [B, {', '.join(map(str, self.latent_shape))}] "
                              f"(the VQ-VAE's latent grid), got shape {list(x.shape)}")
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.n_codes):
-            raise ValueError(f"codes must lie in [0, {self.n_codes}), got range [{int(x.min())}, {int(x.max())}]")
+        self.check_codes(x)
         return x.long()
 
-    def conditioning(self, batch: int, frames: torch.Tensor | None,
-                     actions: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Check the conditioning against the config; -> (frame features ``[B, h*w, U]`` or None,
-        flattened actions ``[B, action_dim]`` or None)."""
+    def check_codes(self, codes: torch.Tensor) -> None:
+        if codes.is_floating_point():
+            raise ValueError(f"expected integer codes, got {codes.dtype}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.n_codes):
+            raise ValueError(f"codes must lie in [0, {self.n_codes}), got range [{int(codes.min())}, {int(codes.max())}]")
+
+    def condition(self, batch: int, frames: torch.Tensor | None, actions: torch.Tensor | None) -> Condition:
+        """Check the conditioning against the config and compute it once: the frame features projected for
+        every block and the flattened actions ``[B, action_dim]``."""
         cfg, vq = self.cfg, self.vqvae.cfg
         frame_shape = [batch, vq.channels, cfg.n_cond_frames, vq.resolution, vq.resolution]
         if cfg.frame_cond and frames is None:
@@ -248,74 +314,172 @@ class VideoGPT(nn.Module):
                 raise ValueError(f"expected actions [B, T', A] with B = {batch} and T' x A = prior.action_dim = "
                                  f"{cfg.action_dim}, got shape {list(actions.shape)}")
             actions = actions.flatten(1).float()  # [B, action_dim]
-        features = self.frame_encoder(frames) if frames is not None else None
-        return features, actions
+        terms = None
+        if frames is not None:
+            features = self.frame_encoder(frames)  # [B, h*w, resnet_units]
+            terms = [block.mlp.fc_frame(features) for block in self.mlp_blocks()]  # [B, h*w, 4 hidden] each
+        return Condition(terms, actions)
 
     # -----------------------------------------------------------------------------------------------
-    # training
+    # the one forward pass
 
-    def logits(self, previous: torch.Tensor, frame: torch.Tensor | None = None,
-               actions: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits for positions ``0..m`` given the codes before them: ``previous [B, m] -> [B, m+1, n_codes]``.
+    def inputs(self, codes: torch.Tensor, with_start: bool) -> torch.Tensor:
+        """The transformer's input vectors for ``codes [B, m]``: their embeddings, after the start token when
+        the positions begin at 0 -> ``[B, m (+1), D]``."""
+        x = self.token_embedding(codes)
+        if with_start:
+            x = torch.cat([self.start.expand(codes.shape[0], 1, -1).to(x.dtype), x], dim=1)
+        return x
 
-        ``m = L - 1`` in training (all but the last code); any shorter prefix in uncached sampling.
+    def decoder(self, x: torch.Tensor, cond: Condition, offset: int = 0, cache: KVCache | None = None) -> torch.Tensor:
+        """Input vectors ``x [B, n, D]`` at positions ``offset .. offset+n-1`` -> logits ``[B, n, n_codes]``.
+
+        The input at position ``p`` is the start token for ``p = 0`` and the embedding of code ``p - 1``
+        otherwise (:meth:`inputs`); the logits at ``p`` are the prediction of code ``p``. Without a cache the
+        positions attend among themselves (training, uncached sampling); with one they also see the cached
+        positions before ``offset`` and leave their own keys and values in it.
         """
-        b, m = previous.shape
-        start = self.start.expand(b, 1, -1)  # [B, 1, D]
-        x = torch.cat([start, self.token_embedding(previous)], dim=1)  # [B, m+1, D]
-        position = rearrange(self.position(), "t h w d -> (t h w) d")[: m + 1]  # [m+1, D]
-        x = self.dropout(x + position)
-        for block in self.blocks:
-            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
-                # keep only each block's input; recompute its activations in the backward pass
-                x = torch.utils.checkpoint.checkpoint(block, x, frame, actions, use_reentrant=False)
-            else:
-                x = block(x, frame, actions)
-        return self.head(apply_norm(self.norm, x, actions))  # [B, m+1, n_codes]
+        n = x.shape[1]
+        if offset + n > self.length:
+            raise ValueError(f"positions {offset}..{offset + n - 1} run past the prior's {self.length} positions")
+        h = self.embedded(x, offset)
+        if self.axial is not None:
+            h = self.axial(h, cond, offset, cache, self.grid, self.activation_checkpointing and self.training)
+        else:
+            for layer, block in enumerate(self.blocks):
+                frame_term = cond.frame_rows(layer, offset, n, self.grid)
+                if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                    # keep only each block's input; recompute its activations in the backward pass
+                    h = torch.utils.checkpoint.checkpoint(block, h, frame_term, cond.actions, use_reentrant=False)
+                else:
+                    h = block(h, frame_term, cond.actions, cache, layer, offset)
+        return self.head(apply_norm(self.norm, h, cond.actions))  # [B, n, n_codes]
+
+    def embedded(self, x: torch.Tensor, offset: int) -> torch.Tensor:
+        """Input vectors ``[B, n, D]`` at positions ``offset ..``, plus their position embeddings (and dropout)."""
+        position = rearrange(self.position(), "t h w d -> (t h w) d")[offset : offset + x.shape[1]]  # [n, D]
+        return self.dropout(x + position)
 
     def forward(self, x: torch.Tensor, frames: torch.Tensor | None = None,
                 actions: torch.Tensor | None = None) -> dict:
         codes = self.to_codes(x)  # [B, t, h, w]
-        frame, actions = self.conditioning(codes.shape[0], frames, actions)
+        cond = self.condition(codes.shape[0], frames, actions)
         targets = codes.flatten(1)  # [B, L]
-        logits = self.logits(targets[:, :-1], frame, actions)  # [B, L, n_codes]
+        logits = self.decoder(self.inputs(targets[:, :-1], with_start=True), cond)  # [B, L, n_codes]
         loss = F.cross_entropy(rearrange(logits, "b l k -> (b l) k"), targets.flatten())
-        return {"loss": loss, "bits_per_dim": loss / math.log(2), "logits": logits.view(*codes.shape, self.n_codes)}
+        return {"loss": loss, "bits_per_dim": bits_per_dim(loss), "logits": logits.view(*codes.shape, self.n_codes)}
 
     def forward_batch(self, batch: dict) -> dict:
         """The training loop's entry point: ``dict(video, actions, ...)`` -> :meth:`forward`'s dict.
 
         Frame conditioning takes the first ``n_cond_frames`` frames of the video; action conditioning takes
-        the first ``action_dim / A`` steps of ``batch["actions"] [B, T, A]``.
+        the first ``action_dim / A`` steps of ``batch["actions"] [B, T, A]``. ``batch["codes"]``, when a
+        dataset of pre-encoded codes provides it, replaces encoding the video.
         """
         video = batch["video"]
         frames = video[:, :, : self.cfg.n_cond_frames] if self.cfg.frame_cond else None
-        actions = None
-        if self.cfg.action_dim > 0:
-            actions = batch.get("actions")
-            size = 0 if actions is None or actions.dim() != 3 else actions.shape[-1]
-            if size == 0 or self.cfg.action_dim % size or actions.shape[1] < self.cfg.action_dim // size:
-                raise ValueError(
-                    f"prior.action_dim = {self.cfg.action_dim} needs per-step actions [B, T, A] with A dividing it "
-                    f"and T >= action_dim / A, but the batch holds actions of shape "
-                    f"{None if actions is None else list(actions.shape)}; check data.action_size and prior.action_dim"
-                )
-            actions = actions[:, : self.cfg.action_dim // size]
-        return self(video, frames, actions)
+        actions = action_window(batch.get("actions"), self.cfg.action_dim)
+        return self(batch["codes"] if "codes" in batch else video, frames, actions)
 
     # -----------------------------------------------------------------------------------------------
     # sampling
 
+    def prime_codes(self, prime: torch.Tensor, prime_steps: int, n: int) -> torch.Tensor:
+        """The first ``prime_steps`` latent steps of ``prime`` -> codes ``[n, prime_steps * h * w]``.
+
+        ``prime``: codes ``[n, t', h, w]`` (``t' >= prime_steps``) or a video float ``[n, C, T', H, W]`` in
+        [-0.5, 0.5] with at least ``prime_steps * dt`` frames. A video is encoded from those frames only:
+        they are followed by copies of the last of them up to the clip length, so no later frame leaks
+        into the primed codes through the encoder's receptive field.
+        """
+        t, h, w = self.latent_shape
+        dt = self.vqvae.cfg.downsample[0]
+        if not isinstance(prime, torch.Tensor) or prime.shape[:1] != (n,):
+            raise ValueError(f"prime must hold one video [n, C, T, H, W] or code grid [n, t, h, w] per sample "
+                             f"(n = {n}), got {type(prime).__name__} of shape {list(getattr(prime, 'shape', []))}")
+        device = self.start.device
+        if prime.is_floating_point():
+            vq = self.vqvae.cfg
+            frames = prime_steps * dt
+            if prime.dim() != 5 or tuple(prime.shape[1:2] + prime.shape[3:]) != (vq.channels, vq.resolution,
+                                                                                   vq.resolution):
+                raise ValueError(f"a prime video must be [n, C, T, H, W] = [{n}, {vq.channels}, T, {vq.resolution}, "
+                                 f"{vq.resolution}] in [-0.5, 0.5], got shape {list(prime.shape)}")
+            if prime.shape[2] < frames:
+                raise ValueError(f"prime_steps = {prime_steps} latent steps need {frames} frames (the VQ-VAE "
+                                 f"downsamples time by {dt}), but the prime video has {prime.shape[2]}")
+            clip = prime[:, :, :frames].to(device)
+            pad = clip[:, :, -1:].expand(-1, -1, vq.sequence_length - frames, -1, -1)
+            codes = self.vqvae.encode(torch.cat([clip, pad], dim=2))[:, :prime_steps]
+        else:
+            if prime.dim() != 4 or tuple(prime.shape[2:]) != (h, w) or prime.shape[1] < prime_steps:
+                raise ValueError(f"prime codes must be [n, t', h, w] = [{n}, >= {prime_steps}, {h}, {w}], "
+                                 f"got shape {list(prime.shape)}")
+            self.check_codes(prime)
+            codes = prime[:, :prime_steps].to(device).long()
+        return codes.flatten(1)
+
     @torch.no_grad()
     def sample_codes(self, n: int, frames: torch.Tensor | None = None, actions: torch.Tensor | None = None,
                      temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None,
-                     use_cache: bool = True, progress: bool = False) -> torch.Tensor:
-        """Draw ``n`` code grids ``LongTensor [n, t, h, w]``, one code at a time in ``(t, h, w)`` order.
+                     use_cache: bool = True, progress: bool = False, prime: torch.Tensor | None = None,
+                     prime_steps: int | None = None, length: int | None = None) -> torch.Tensor:
+        """Draw ``n`` code grids ``LongTensor [n, length, h, w]``, one code at a time in ``(t, h, w)`` order.
 
-        With ``use_cache`` every step runs only the new position through the blocks, against a cache of
-        the keys and values of the positions before it; without, every step re-runs the whole prefix.
-        Both draw with ``torch.multinomial(..., generator=generator)`` and give the same codes.
+        - ``prime`` (codes ``[n, t', h, w]`` or a video ``[n, C, T', H, W]``) and ``prime_steps = k``: the first
+          ``k`` latent time steps are the codes of real frames (``k = 1`` is the first 4 frames when time is
+          downsampled 4x); the rest is sampled.
+        - ``length``: latent time steps to produce (default: the trained ``t``). Beyond ``t`` the prior rolls
+          out with a sliding window over latent time: when the window is full, its oldest latent step is
+          dropped and the model sees the remaining ``t - 1`` steps at the trained positions ``0 .. t-2``,
+          conditioned on the window's own first frame (decoded from its codes) and on the window's actions
+          (``actions`` must then hold ``(length - t) * dt`` more steps). This is an extension the paper does
+          not have: the model never saw a clip that starts mid-motion with decoded frames, and anything
+          older than ``t - 1`` latent steps is forgotten.
+
+        With ``use_cache`` the known prefix runs through the model once (the prefill) and every new position
+        alone against the :class:`KVCache`; without, every step re-runs the whole window. Both draw with
+        ``torch.multinomial(..., generator=generator)`` in the same order and give the same codes.
         """
+        t, h, w = self.latent_shape
+        length = t if length is None else length
+        steps = self._check_sampling(n, frames, actions, temperature, top_k, prime, prime_steps, length)
+        # each step attends over a new prefix length; cuDNN's attention builds an execution plan for every new
+        # shape (about 50 ms each, measured on an H200: most of the sampling time), the other backends do not
+        with sdpa_kernel(SAMPLING_BACKENDS):
+            was_training = self.training
+            self.eval()
+            try:
+                device = self.start.device
+                frames = None if frames is None else frames.to(device)
+                actions = None if actions is None else actions.to(device)
+                codes = torch.zeros(n, length * self.grid, dtype=torch.long, device=device)
+                known = 0
+                if prime is not None:
+                    known = prime_steps * self.grid
+                    codes[:, :known] = self.prime_codes(prime, prime_steps, n)
+                bar = tqdm(total=codes.shape[1] - known, desc="sampling codes", disable=not progress, leave=False)
+                sampler = self._sample_axial if self.axial is not None else self._sample_gpt
+                threads = torch.get_num_threads()
+                torch.set_num_threads(self.sampling_threads(n, threads))
+                try:
+                    sampler(codes, known, frames, actions, temperature, top_k, generator, use_cache, bar)
+                finally:
+                    torch.set_num_threads(threads)
+                    bar.close()
+            finally:
+                self.train(was_training)
+            return codes.view(n, length, h, w)
+
+    def sampling_threads(self, n: int, available: int) -> int:
+        """CPU threads for sampling ``n`` videos: one token step of a few videos is too little work to split
+        (waiting for a second thread costs more than the matmuls), a batch of many is not."""
+        if self.start.device.type != "cpu":
+            return available
+        return available if n * self.cfg.hidden >= 16 * 384 else 1
+
+    def _check_sampling(self, n, frames, actions, temperature, top_k, prime, prime_steps, length) -> None:
+        t = self.latent_shape[0]
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n (the number of samples) must be a positive integer, got {n!r}")
         if frames is not None and frames.shape[0] != n:
@@ -328,74 +492,114 @@ class VideoGPT(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         if top_k is not None and not 1 <= top_k <= self.n_codes:
             raise ValueError(f"top_k must lie in [1, {self.n_codes}] (the codebook size), got {top_k}")
-        # each step attends over a new prefix length; cuDNN's attention builds an execution plan for every new
-        # shape (about 50 ms each, measured on an H200: most of the sampling time), the other backends do not
-        with sdpa_kernel(SAMPLING_BACKENDS):
-            was_training = self.training
-            self.eval()
-            try:
-                device = self.start.device
-                frames = None if frames is None else frames.to(device)
-                actions = None if actions is None else actions.to(device)
-                frame, actions = self.conditioning(n, frames, actions)
-                codes = torch.zeros(n, self.length, dtype=torch.long, device=device)
-                steps = tqdm(range(self.length), desc="sampling codes", disable=not progress, leave=False)
-                if use_cache:
-                    # one new token per step: matmuls far too small to split across CPU threads, and on a busy
-                    # machine waiting for a second thread costs more than the work (20x measured on 2 cores)
-                    threads = torch.get_num_threads()
-                    torch.set_num_threads(1)
-                    try:
-                        self._sample_cached(codes, frame, actions, temperature, top_k, generator, steps)
-                    finally:
-                        torch.set_num_threads(threads)
-                else:
-                    for i in steps:
-                        logits = self.logits(codes[:, :i], frame, actions)[:, -1]  # [n, n_codes], the whole prefix again
-                        codes[:, i] = draw(logits, temperature, top_k, generator)
-            finally:
-                self.train(was_training)
-            return codes.view(n, *self.latent_shape)
+        if not isinstance(length, int) or length < 1:
+            raise ValueError(f"length (latent time steps to sample) must be a positive integer, got {length!r}")
+        if (prime is None) != (prime_steps is None):
+            raise ValueError("pass prime (real frames or codes) and prime_steps (how many latent time steps of it "
+                             "to keep) together")
+        if prime is not None:
+            if not isinstance(prime_steps, int) or not 1 <= prime_steps <= min(t, length - 1):
+                raise ValueError(f"prime_steps = {prime_steps!r}: expected 1 to {min(t, length - 1)} latent time "
+                                 f"steps (at most the window of t = {t} steps, and fewer than length = {length}, "
+                                 "so that something is sampled)")
+        if length > t and self.cfg.action_dim and actions is not None:
+            dt = self.vqvae.cfg.downsample[0]
+            action_window(actions, self.cfg.action_dim, first=(length - t) * dt)  # the last window's actions exist
 
-    def _sample_cached(self, codes, frame, actions, temperature, top_k, generator, steps) -> None:
-        n, d = codes.shape[0], self.cfg.hidden
-        shape = (n, self.cfg.heads, self.length, d // self.cfg.heads)
-        dtype = self.start.dtype
-        keys = [torch.empty(shape, dtype=dtype, device=codes.device) for _ in self.blocks]  # [n, heads, L, d] per layer
-        values = [torch.empty(shape, dtype=dtype, device=codes.device) for _ in self.blocks]
-        position = rearrange(self.position(), "t h w d -> (t h w) d")  # [L, D]
-        # frame features projected once per block: [n, h*w, 4D], position i reads row i mod (h*w)
-        frame_terms = [None if frame is None else block.mlp.fc_frame(frame) for block in self.blocks]
-        grid = self.latent_shape[1] * self.latent_shape[2]
-        x = self.start.expand(n, 1, d)  # [n, 1, D]: the input at position 0
-        for i in steps:
-            h = x + position[i]
-            for layer, block in enumerate(self.blocks):
-                term = None if frame is None else frame_terms[layer][:, i % grid, None]  # [n, 1, 4D]
-                h = block.step(h, keys[layer], values[layer], i, term, actions)
-            logits = self.head(apply_norm(self.norm, h, actions))[:, 0]  # [n, n_codes]
+    def _window_condition(self, codes, start_step, frames, actions) -> Condition:
+        """The conditioning of the window that starts at latent step ``start_step``: the given frames and the
+        first actions for the first window; later windows see their own first frame(s), decoded from their
+        codes, and their own actions."""
+        dt = self.vqvae.cfg.downsample[0]
+        window_actions = action_window(actions, self.cfg.action_dim, first=start_step * dt) if actions is not None \
+            else None
+        if start_step > 0 and frames is not None:
+            t = self.latent_shape[0]
+            n = codes.shape[0]
+            window = codes[:, start_step * self.grid : (start_step + t - 1) * self.grid].view(n, t - 1, *self.latent_shape[1:])
+            window = torch.cat([window, window[:, -1:]], dim=1)  # t steps for the decoder; only the first frames are kept
+            frames = self.vqvae.decode(window)[:, :, : self.cfg.n_cond_frames].clamp(-0.5, 0.5)
+        return self.condition(codes.shape[0], frames, window_actions)
+
+    def _sample_gpt(self, codes, known, frames, actions, temperature, top_k, generator, use_cache, bar) -> None:
+        n, total = codes.shape
+        cache = None
+        if use_cache:
+            head_dim = self.cfg.hidden // self.cfg.heads
+            cache = KVCache(self.cfg.layers, n, self.cfg.heads, self.length, head_dim, self.start.dtype, codes.device)
+        window_step, cond = -1, None  # the first latent step of the current window, its conditioning
+        for i in range(known, total):
+            first = max(0, i // self.grid - self.latent_shape[0] + 1)  # the window that holds position i
+            begin = first * self.grid
+            new_window = first != window_step
+            if new_window:
+                window_step, cond = first, self._window_condition(codes, first, frames, actions)
+            if not use_cache:  # the whole window again
+                logits = self.decoder(self.inputs(codes[:, begin:i], with_start=True), cond)[:, -1]
+            elif new_window:  # the prefill: the start token and the window's known codes, in one pass
+                logits = self.decoder(self.inputs(codes[:, begin:i], with_start=True), cond, 0, cache)[:, -1]
+            else:  # one position against the cache; its input is the code drawn last
+                logits = self.decoder(self.token_embedding(codes[:, i - 1 : i]), cond, i - begin, cache)[:, 0]
             codes[:, i] = draw(logits, temperature, top_k, generator)
-            x = self.token_embedding(codes[:, i : i + 1])  # [n, 1, D]: the input at position i+1
+            bar.update(1)
+
+    def _sample_axial(self, codes, known, frames, actions, temperature, top_k, generator, use_cache, bar) -> None:
+        n, total = codes.shape
+        w = self.latent_shape[2]
+        window_step, cond, context, context_row = -1, None, None, -1
+        for i in range(known, total):
+            first = max(0, i // self.grid - self.latent_shape[0] + 1)
+            begin = first * self.grid
+            if first != window_step:
+                window_step, cond, context_row = first, self._window_condition(codes, first, frames, actions), -1
+            p = i - begin  # the position within the window
+            window = codes[:, begin:i]  # its known codes
+            if use_cache:
+                row, column = divmod(p, w)
+                if row != context_row:  # the outer decoder, once per row: rows before it are all known now
+                    whole = self.embedded(self.window_inputs(window, 0, self.length), 0)
+                    context, context_row = self.axial.context(whole, cond, self.grid), row
+                row_inputs = self.embedded(self.window_inputs(window, row * w, w), row * w)
+                h = self.axial.inner_rows(row_inputs, context[:, row : row + 1], cond, row, self.grid)  # [n, w, D]
+                logits = self.head(apply_norm(self.norm, h[:, column], cond.actions))
+            else:  # the whole window again, unknown codes as zeros (the masks keep them out)
+                logits = self.decoder(self.window_inputs(window, 0, self.length), cond)[:, p]
+            codes[:, i] = draw(logits, temperature, top_k, generator)
+            bar.update(1)
+
+    def window_inputs(self, known: torch.Tensor, offset: int, n: int) -> torch.Tensor:
+        """The inputs at positions ``offset .. offset+n-1`` of a window whose first codes ``known [B, m]`` are
+        drawn -> ``[B, n, D]``; positions after the known codes get code 0, which causal masks never let reach
+        a known position."""
+        padded = torch.zeros(known.shape[0], self.length, dtype=torch.long, device=known.device)
+        padded[:, : known.shape[1]] = known
+        return self.inputs(padded[:, max(0, offset - 1) : offset + n - 1], with_start=offset == 0)
 
     @torch.no_grad()
     def sample(self, n: int, frames: torch.Tensor | None = None, actions: torch.Tensor | None = None,
                temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None,
-               use_cache: bool = True, progress: bool = False) -> torch.Tensor:
+               use_cache: bool = True, progress: bool = False, prime: torch.Tensor | None = None,
+               prime_steps: int | None = None, length: int | None = None) -> torch.Tensor:
         """Sample ``n`` videos: float ``[n, C, T, H, W]`` in [0, 1] (codes from :meth:`sample_codes`, decoded
         by the VQ-VAE and shifted from [-0.5, 0.5]).
 
         ``frames [n, C, F, H, W]`` and ``actions [n, T', A]`` as in :meth:`forward`; ``temperature`` divides
         the logits, ``top_k`` keeps only the k most likely codes at each step; a seeded ``generator`` makes
-        the result reproducible.
+        the result reproducible; ``prime``, ``prime_steps`` and ``length`` as in :meth:`sample_codes`.
         """
-        codes = self.sample_codes(n, frames, actions, temperature, top_k, generator, use_cache, progress)
+        codes = self.sample_codes(n, frames, actions, temperature, top_k, generator, use_cache, progress,
+                                  prime, prime_steps, length)
+        if codes.shape[1] != self.latent_shape[0] and self.vqvae.cfg.attention:
+            raise ValueError(f"this VQ-VAE has axial attention over a fixed {self.latent_shape} grid and decodes only "
+                             f"{self.latent_shape[0]} latent steps; sample_codes(length={codes.shape[1]}) and decode "
+                             "windows of that many steps")
         return (self.vqvae.decode(codes) + 0.5).clamp(0.0, 1.0)
 
 
 def draw(logits: torch.Tensor, temperature: float, top_k: int | None,
          generator: torch.Generator | None) -> torch.Tensor:
     """One code per row of ``logits [n, n_codes]`` -> ``[n]``, by ``torch.multinomial`` on ``generator``."""
-    logits = logits / temperature
+    logits = logits.float() / temperature
     if top_k is not None:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # [n, 1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -403,25 +607,3 @@ def draw(logits: torch.Tensor, temperature: float, top_k: int | None,
     if generator is not None and generator.device != probs.device:
         return torch.multinomial(probs.to(generator.device), 1, generator=generator)[:, 0].to(probs.device)
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
-
-
-def check_prior_config(cfg: PriorConfig, vqvae: VQVAE) -> None:
-    """Errors that name the config key, for a PriorConfig built outside :func:`videogen_lite.load_config`."""
-    if not isinstance(vqvae, VQVAE):
-        raise TypeError(f"vqvae must be a videogen_lite.VQVAE (e.g. videogen_lite.load(RUN_DIR)), "
-                        f"got {type(vqvae).__name__}")
-    if cfg.pos_embedding not in POS_EMBEDDINGS:
-        raise ValueError(f"prior.pos_embedding = {cfg.pos_embedding!r}: expected one of {', '.join(POS_EMBEDDINGS)}")
-    if cfg.hidden < 1 or cfg.layers < 1 or cfg.heads < 1 or cfg.hidden % cfg.heads:
-        raise ValueError(f"prior.hidden = {cfg.hidden}, heads = {cfg.heads}, layers = {cfg.layers}: expected positive "
-                         "integers with heads dividing hidden")
-    if cfg.frame_cond:
-        if cfg.resnet_depth not in (18, 34):
-            raise ValueError(f"prior.resnet_depth = {cfg.resnet_depth}: expected 18 or 34")
-        if cfg.resnet_units < 1:
-            raise ValueError(f"prior.resnet_units = {cfg.resnet_units}: expected a positive integer")
-        if not 1 <= cfg.n_cond_frames <= vqvae.cfg.sequence_length:
-            raise ValueError(f"prior.n_cond_frames = {cfg.n_cond_frames}: expected 1 to the clip length "
-                             f"{vqvae.cfg.sequence_length}")
-    if cfg.action_dim < 0:
-        raise ValueError(f"prior.action_dim = {cfg.action_dim}: expected 0 (no actions) or the flattened action size")

@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 FORMAT = "videogen-lite"
 CHECKPOINT_PATTERN = re.compile(r"step_(\d+)\.safetensors$")
+MODELS = ("VQVAE", "VideoGPT", "Judge")  # the classes save() writes and load() rebuilds
 
 
 def atomic_write(path: Path, write) -> None:
@@ -50,7 +51,11 @@ def model_class(name: str):
         from .gpt import VideoGPT
 
         return VideoGPT
-    raise ValueError(f"unknown model class {name!r} in the file's metadata: expected VQVAE or VideoGPT")
+    if name == "Judge":
+        from .judge import Judge
+
+        return Judge
+    raise ValueError(f"unknown model class {name!r} in the file's metadata: expected one of {', '.join(MODELS)}")
 
 
 def save(model: torch.nn.Module, path: str | Path, extra: dict | None = None) -> Path:
@@ -59,8 +64,8 @@ def save(model: torch.nn.Module, path: str | Path, extra: dict | None = None) ->
     if path.suffix != ".safetensors":
         raise ValueError(f"save() writes a .safetensors file, got {str(path)!r}")
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    if type(model).__name__ not in ("VQVAE", "VideoGPT"):
-        raise TypeError(f"save() takes a VQVAE or a VideoGPT, got {type(model).__name__}")
+    if type(model).__name__ not in MODELS:
+        raise TypeError(f"save() takes one of {', '.join(MODELS)}, got {type(model).__name__}")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     metadata = {"format": FORMAT, "class": type(model).__name__, "config": json.dumps(model.config_dict())}
     if extra:

@@ -1,4 +1,5 @@
-"""Numbers the paper reports: normalized MSE, bits per dimension, and the Fréchet distance behind FVD."""
+"""Numbers the paper reports (normalized MSE, bits per dimension, the Fréchet distance behind FVD) and
+whether a ViZDoom model follows its actions (:func:`action_following`)."""
 from __future__ import annotations
 
 import math
@@ -57,3 +58,86 @@ def frechet_distance(features_a, features_b) -> float:
     middle = sqrt_a @ cov_b @ sqrt_a
     trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
+
+
+# ---------------------------------------------------------------------------------------------------
+# action following (ViZDoom): does the camera turn the way the actions say?
+
+
+def _as_numpy(x) -> np.ndarray:
+    return np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, np.float64)
+
+
+def _check_unit_range(videos: np.ndarray, name: str) -> None:
+    low, high = float(videos.min()), float(videos.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"{name} must be in [0, 1] (what VideoGPT.sample returns; add 0.5 to dataset clips, which "
+                         f"are in [-0.5, 0.5]), got values in [{low:.3f}, {high:.3f}]")
+
+
+def horizontal_pan(video) -> np.ndarray:
+    """How far the picture moves sideways between consecutive frames: ``video`` float ``[C, T, H, W]`` in
+    [0, 1] -> float64 ``[T-1]`` in pixels per frame, positive when the scene moves right in the image
+    (what turning left does).
+
+    Phase correlation on the grayscale frames (channel mean, mean removed, Hann-windowed): the inverse FFT
+    of the normalised cross-power spectrum of frames ``t`` and ``t+1`` peaks at their shift; the column of
+    the peak, refined to sub-pixel precision by a parabola through it and its two neighbours, is the pan.
+    Shifts up to half the width are found; a frame without texture gives 0.
+    """
+    video = _as_numpy(video)
+    if video.ndim != 4 or video.shape[1] < 2:
+        raise ValueError(f"horizontal_pan takes one video float [C, T, H, W] with T >= 2, got shape {list(video.shape)}")
+    _check_unit_range(video, "video")
+    gray = video.mean(0)  # [T, H, W]
+    gray = gray - gray.mean(axis=(1, 2), keepdims=True)
+    _, height, width = gray.shape
+    spectra = np.fft.fft2(gray * np.outer(np.hanning(height), np.hanning(width)))
+    cross = spectra[1:] * np.conj(spectra[:-1])  # [T-1, H, W]
+    cross /= np.abs(cross) + 1e-12
+    correlation = np.real(np.fft.ifft2(cross))  # peaks at (dy, dx): frame t+1 = frame t moved by (dy, dx)
+    pans = np.empty(len(correlation))
+    for t, surface in enumerate(correlation):
+        row, col = np.unravel_index(np.argmax(surface), surface.shape)
+        left, centre, right = surface[row, (col - 1) % width], surface[row, col], surface[row, (col + 1) % width]
+        curvature = left - 2 * centre + right
+        offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
+        shift = col if col <= width // 2 else col - width  # the FFT wraps: columns past W/2 are negative
+        pans[t] = shift + offset
+    return pans
+
+
+def action_following(videos, actions, action_names: list[str] | None = None) -> dict:
+    """Mean horizontal pan per action, to check that a model turns when told to (ViZDoom).
+
+    ``videos``: float ``[N, C, T, H, W]`` in [0, 1] (e.g. ``VideoGPT.sample(..., actions=actions)``);
+    ``actions``: float ``[N, T, A]``, one-hot per step as the ViZDoom dataset stores them (action ``t`` is the
+    one taken at frame ``t``). Each frame pair ``(t, t+1)`` is measured with :func:`horizontal_pan` and
+    attributed to action ``t``. Returns ``dict(mean_pan={action: pixels per frame, or None where the action
+    never occurs}, count={action: frame pairs})``, keyed by action index, or by name when ``action_names``
+    (``A`` names, e.g. the dataset's ``action_names`` attribute) are given. In Health Gathering Supreme,
+    TURN_LEFT should pan positive, TURN_RIGHT negative, MOVE_FORWARD and NOOP near 0.
+    """
+    videos, actions = _as_numpy(videos), _as_numpy(actions)
+    if videos.ndim != 5 or videos.shape[2] < 2:
+        raise ValueError(f"videos must be float [N, C, T, H, W] with T >= 2, got shape {list(videos.shape)}")
+    n, _, length = videos.shape[:3]
+    if actions.ndim != 3 or actions.shape[:2] != (n, length) or actions.shape[2] < 1:
+        raise ValueError(f"actions must be [N, T, A] = [{n}, {length}, A] (one action per frame of each video), got "
+                         f"shape {list(actions.shape)}")
+    if not (np.isin(actions, (0.0, 1.0)).all() and (actions.sum(-1) == 1).all()):
+        raise ValueError("actions must be one-hot per step (one 1 and zeros elsewhere), as the ViZDoom dataset "
+                         "stores them")
+    size = actions.shape[2]
+    if action_names is not None and len(action_names) != size:
+        raise ValueError(f"action_names must name the {size} actions, got {len(action_names)}: {list(action_names)}")
+    _check_unit_range(videos, "videos")
+    pans = np.stack([horizontal_pan(video) for video in videos])  # [N, T-1]
+    taken = actions[:, :-1].argmax(-1)  # [N, T-1]: the action at the earlier frame of each pair
+    keys = list(action_names) if action_names is not None else list(range(size))
+    mean_pan, count = {}, {}
+    for index, key in enumerate(keys):
+        chosen = taken == index
+        count[key] = int(chosen.sum())
+        mean_pan[key] = float(pans[chosen].mean()) if count[key] else None
+    return dict(mean_pan=mean_pan, count=count)

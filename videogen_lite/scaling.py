@@ -54,8 +54,10 @@ def _prior_step(prior: VideoGPT, batch: int, dtype: torch.dtype) -> torch.Tensor
     frames = (torch.zeros(batch, vq.channels, cfg.n_cond_frames, vq.resolution, vq.resolution, device="meta",
                           dtype=dtype) if cfg.frame_cond else None)
     actions = torch.zeros(batch, 1, cfg.action_dim, device="meta", dtype=dtype) if cfg.action_dim else None
-    frame, flat_actions = prior.conditioning(batch, frames, actions)
-    logits = prior.logits(codes[:, :-1], frame, None if flat_actions is None else flat_actions.to(dtype))
+    cond = prior.condition(batch, frames, actions)
+    if cond.actions is not None:
+        cond.actions = cond.actions.to(dtype)
+    logits = prior.decoder(prior.inputs(codes[:, :-1], with_start=True), cond)
     return F.cross_entropy(logits.float().flatten(0, 1), codes.flatten())
 
 
