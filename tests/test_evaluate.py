@@ -7,7 +7,7 @@ import torch
 
 import videogen_lite as vg
 from videogen_lite.cli import main as cli_main
-from videogen_lite.evaluate import evaluate
+from videogen_lite.evaluate import evaluate, primed_continuation
 from videogen_lite.fvd import InceptionI3d
 
 # 8 x 40 x 40 Moving MNIST clips (the bouncing digits need 40 pixels), a tiny VQ-VAE and a 2-layer prior
@@ -103,3 +103,17 @@ def test_evaluate_runs_models_in_eval_mode_and_restores_their_mode(cfg):
     before = {k: v.clone() for k, v in vq.codebook.state_dict().items()}
     evaluate(vg.data.MovingMNIST("test", 8, 40, length=4), vq, n_clips=4, batch_size=2)
     assert vq.training and all(torch.equal(before[k], v) for k, v in vq.codebook.state_dict().items())
+
+
+def test_primed_continuation_reports_each_way_per_frame_and_the_baselines(models, cfg):
+    prior = models["prior"]
+    videos = torch.stack([vg.data.build_dataset(cfg.data, "test")[i]["video"] for i in range(3)])
+    result = primed_continuation(prior, videos, prime_steps=1, batch_size=2)
+    assert result["prime_frames"] == 2 and result["n_clips"] == 3
+    assert set(result["per_frame"]) == {"greedy", "sampled", "copy_last", "reconstruction"}
+    assert all(len(v) == 8 for v in result["per_frame"].values())
+    copy = result["per_frame"]["copy_last"]
+    assert copy[1] == 0.0 and all(v > 0 for v in copy[2:])  # the copied frame is exact, the rest moves on
+    assert result == primed_continuation(prior, videos, prime_steps=1, batch_size=2)  # seeded
+    with pytest.raises(ValueError, match="prime_steps"):
+        primed_continuation(prior, videos, prime_steps=4)

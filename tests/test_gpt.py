@@ -218,7 +218,7 @@ def test_save_load_roundtrip_gives_identical_logits(tiny_cfg, tmp_path):
     assert torch.equal(loaded(codes, frames, actions)["logits"], prior(codes, frames, actions)["logits"])
 
 
-def test_train_prior_and_sample_from_the_command_line(tmp_path):
+def test_train_prior_and_sample_from_the_command_line(tmp_path, capsys):
     vq_dir, prior_dir, frames_file, gif = tmp_path / "vq", tmp_path / "prior", tmp_path / "f.pt", tmp_path / "s.gif"
     # 40x40: MovingMNIST's bouncing digits (28x28) need room >= 5 pixels (its top speed) at this commit
     common = ["--config", "moving_mnist_lite", "--quiet", *TINY, "data.resolution=40"]
@@ -236,7 +236,15 @@ def test_train_prior_and_sample_from_the_command_line(tmp_path):
                      "--out", str(gif)]) == 0
     image = Image.open(gif)
     assert image.n_frames == 8 and image.size[0] > 2 * 40  # two 40x40 videos side by side
-    assert cli_main(["sample", "--prior", str(prior_dir), "--n", "2", "--out", str(gif)]) == 2  # frames missing
+    # without --frames, a frame-conditioned prior continues the first frames of test clips of its own data
+    assert cli_main(["sample", "--prior", str(prior_dir), "--n", "2", "--out", str(gif)]) == 0
+    assert "first frames of the first 2 test clips" in capsys.readouterr().err
+    # primed with real frames, rolled out past the trained 4 latent steps (2 frames each)
+    assert cli_main(["sample", "--prior", str(prior_dir), "--n", "2", "--prime", "test", "--prime-steps", "1",
+                     "--length", "5", "--out", str(gif)]) == 0
+    assert Image.open(gif).n_frames == 10
+    assert cli_main(["sample", "--prior", str(vq_dir), "--n", "2", "--out", str(gif)]) == 2
+    assert "is a VQVAE, not a prior" in capsys.readouterr().err
 
 
 def test_activation_checkpointing_gives_the_same_gradients(tiny_cfg):

@@ -114,8 +114,14 @@ def test_action_explorer_actions_change_the_future(tiny_cfg):
     assert [box.controls[f"step_{i}"].value for i in range(3)] == ["TURN_LEFT"] * 3
     left = sample(box, seed=0)
     assert sample(box, seed=0) == left
-    expected = widgets.sample_from_actions(prior, widgets.one_hot_actions(["TURN_LEFT"] * 3, ACTIONS), seed=0)
+    expected = widgets.sample_from_actions(prior, widgets.one_hot_actions(["TURN_LEFT"] * 3, ACTIONS),
+                                           start["video"], seed=0)
     torch.testing.assert_close(box.video, expected)
+    # the future continues the start clip: its first latent step is the start's own codes
+    codes = prior.sample_codes(1, actions=widgets.one_hot_actions(["TURN_LEFT"] * 3, ACTIONS)[None],
+                               prime=start["video"][None], prime_steps=1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(codes[:, :1].flatten(1), prior.prime_codes(start["video"][None], 1, 1))
+    torch.testing.assert_close(box.video, (prior.vqvae.decode(codes)[0] + 0.5).clamp(0, 1))
     box.presets["forward"].click()
     assert sample(box, seed=0) != left
     box.controls["step_2"].value = "TURN_LEFT"  # one step changed

@@ -4,7 +4,7 @@
     videogen-lite train prior --config moving_mnist_lite --vqvae runs/vq --out runs/prior [key=value ...]
     videogen-lite train judge --config moving_mnist_lite --out runs/judge [key=value ...]   (Moving MNIST judge)
     videogen-lite data vizdoom|bair|... (see ``videogen-lite data --help``)
-    videogen-lite sample --prior runs/prior --n 4 --out samples.gif
+    videogen-lite sample --prior runs/prior --n 4 --out samples.gif [--prime test --prime-steps 1] [--length 6]
     videogen-lite eval --vqvae runs/vq --prior runs/prior --split test [--i3d I3D.safetensors] [--out eval.json]
     videogen-lite bench [--only vqvae_step prior data_loading]
     videogen-lite configs            (lists the shipped configs)
@@ -51,12 +51,12 @@ def _train(args) -> int:
             print(f"data variance measured on the training split: {cfg.vqvae.data_variance:.6f}", file=sys.stderr)
         model = VQVAE(cfg.vqvae)
     else:
-        from .evaluate import resolve_model
         from .gpt import VideoGPT
+        from .pretrained import resolve
 
         if not args.vqvae:
             raise SystemExit("train prior needs --vqvae RUN_DIR|CHECKPOINT|LITE_NAME (the trained VQ-VAE it models)")
-        vqvae, _ = resolve_model(args.vqvae)  # a run folder, a .safetensors file or a lite checkpoint name
+        vqvae, _ = resolve(args.vqvae)  # a run folder, a .safetensors file or a lite checkpoint name
         model = VideoGPT(cfg.prior, vqvae=vqvae)
     run_config = dict(stage=args.stage, config=to_dict(cfg), config_source=str(args.config),
                       overrides=list(args.overrides), vqvae=str(args.vqvae) if args.stage == "prior" else None,
@@ -76,18 +76,55 @@ def _train(args) -> int:
     return 0
 
 
+def _held_out_clips(data_cfg: dict | None, split: str, n: int, source: str) -> dict:
+    """The first ``n`` clips of ``split`` of the dataset a model was trained on -> ``dict(video, actions)``."""
+    from .config import DataConfig, from_dict
+    from .data import build_dataset
+
+    if data_cfg is None:
+        raise ValueError(f"{source} does not record the data it was trained on, so no clips of its {split!r} split "
+                         "can be taken: pass --frames / --actions / --prime as torch files")
+    dataset = build_dataset(from_dict(data_cfg, DataConfig), split)
+    if len(dataset) < n:
+        raise ValueError(f"the {split!r} split holds {len(dataset)} clips, fewer than --n {n}")
+    items = [dataset[i] for i in range(n)]
+    return {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in ("video", "actions")}
+
+
 def _sample(args) -> int:
-    from .io import load
+    from .gpt import VideoGPT
+    from .pretrained import resolve
     from .viz import write_video
 
-    prior = load(args.prior)
+    prior, data_cfg = resolve(args.prior)
+    if not isinstance(prior, VideoGPT):
+        raise ValueError(f"--prior {args.prior} is a {type(prior).__name__}, not a prior: sample needs a model "
+                         "trained by `videogen-lite train prior` (or a prior checkpoint such as mnist_prior_lite)")
     frames = torch.load(args.frames, weights_only=True) if args.frames else None
     actions = torch.load(args.actions, weights_only=True) if args.actions else None
+    clips = None
+    needs_clips = (prior.cfg.frame_cond and frames is None) or (prior.cfg.action_dim and actions is None)
+    if needs_clips or args.prime in ("train", "val", "test"):
+        split = args.prime if args.prime in ("train", "val", "test") else "test"
+        clips = _held_out_clips(data_cfg, split, args.n, args.prior)
+        taken = [what for what, missing in (("first frames", prior.cfg.frame_cond and frames is None),
+                                            ("actions", prior.cfg.action_dim and actions is None)) if missing]
+        if taken:
+            print(f"conditioning on the {' and '.join(taken)} of the first {args.n} {split} clips of the prior's "
+                  "dataset (pass --frames / --actions to choose)", file=sys.stderr)
+    if prior.cfg.frame_cond and frames is None:
+        frames = clips["video"][:, :, : prior.cfg.n_cond_frames]
+    if prior.cfg.action_dim and actions is None:
+        actions = clips["actions"]  # every step of the clips: each window of a long rollout reads its own
+    prime = None
+    if args.prime:
+        prime = clips["video"] if args.prime in ("train", "val", "test") else torch.load(args.prime, weights_only=True)
     generator = torch.Generator().manual_seed(args.seed)
     video = prior.sample(args.n, frames=frames, actions=actions, temperature=args.temperature, top_k=args.top_k,
-                         generator=generator, progress=True)
+                         generator=generator, progress=True, prime=prime,
+                         prime_steps=args.prime_steps if prime is not None else None, length=args.length)
     write_video(args.out, video)
-    print(f"wrote {args.n} samples to {args.out}")
+    print(f"wrote {args.n} samples of {video.shape[2]} frames to {args.out}")
     return 0
 
 
@@ -163,13 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
     train_p.set_defaults(run=_train)
 
     sample_p = commands.add_parser("sample", help="sample videos from a trained prior")
-    sample_p.add_argument("--prior", required=True, help="prior run folder or .safetensors")
+    sample_p.add_argument("--prior", required=True, help="prior: run folder, .safetensors or lite checkpoint name")
     sample_p.add_argument("--n", type=int, default=4)
     sample_p.add_argument("--frames", help="a torch file holding conditioning frames [n, C, F, H, W] in [-0.5, 0.5]")
     sample_p.add_argument("--actions", help="a torch file holding actions [n, T, A]")
     sample_p.add_argument("--temperature", type=float, default=1.0)
     sample_p.add_argument("--top-k", type=int, default=None)
     sample_p.add_argument("--seed", type=int, default=0)
+    sample_p.add_argument("--prime", help="real frames to continue: a split of the prior's dataset (train, val, "
+                                          "test: its first N clips) or a torch file of videos [n, C, T, H, W] in "
+                                          "[-0.5, 0.5] or codes [n, t, h, w]")
+    sample_p.add_argument("--prime-steps", type=int, default=1,
+                          help="latent time steps of --prime to keep (1 = the first 4 frames at 4x time downsampling)")
+    sample_p.add_argument("--length", type=int, default=None,
+                          help="latent time steps to sample; beyond the trained length a sliding window rolls on")
     sample_p.add_argument("--out", required=True, help="an .mp4 or .gif file")
     sample_p.set_defaults(run=_sample)
 

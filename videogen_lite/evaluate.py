@@ -29,27 +29,8 @@ import torch
 from . import fvd as fvd_lib
 from .config import DataConfig, from_dict, load_config, to_dict
 from .data import build_dataset
-from .io import load
-from .metrics import data_variance, frechet_distance, normalized_mse
-
-
-def resolve_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict | None]:
-    """A model from a run folder, a weights file or a lite checkpoint name -> (model, recorded data config or None)."""
-    path = Path(name_or_path)
-    if path.exists():
-        run_dir = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
-        recorded = None
-        if run_dir is not None and (run_dir / "config.json").exists():
-            recorded = json.loads((run_dir / "config.json").read_text()).get("config", {}).get("data")
-        return load(path, device), recorded
-    from .pretrained import entry, pretrained
-
-    try:
-        info = entry(str(name_or_path))
-    except (ValueError, FileNotFoundError) as err:
-        raise FileNotFoundError(f"{str(name_or_path)!r} is neither a run folder or .safetensors file nor a lite "
-                                f"checkpoint name ({err})") from err
-    return pretrained(str(name_or_path), device), info.get("config", {}).get("data")
+from .metrics import bits_per_dim, data_variance, frechet_distance, normalized_mse
+from .pretrained import resolve
 
 
 def check_data(data_cfg: DataConfig, model: torch.nn.Module) -> None:
@@ -64,14 +45,58 @@ def check_data(data_cfg: DataConfig, model: torch.nn.Module) -> None:
 
 def conditioning(prior: torch.nn.Module, video: torch.Tensor, actions: torch.Tensor | None):
     """The frames and actions a prior is conditioned on, taken from a batch as ``VideoGPT.forward_batch`` does."""
+    from .gpt import action_window
+
     frames = video[:, :, : prior.cfg.n_cond_frames] if prior.cfg.frame_cond else None
-    if prior.cfg.action_dim == 0:
-        return frames, None
-    size = 0 if actions is None or actions.dim() != 3 else actions.shape[-1]
-    if size == 0 or prior.cfg.action_dim % size:
-        raise ValueError(f"prior.action_dim = {prior.cfg.action_dim} needs per-step actions [B, T, A] from the "
-                         f"dataset, got {None if actions is None else list(actions.shape)}")
-    return frames, actions[:, : prior.cfg.action_dim // size]
+    return frames, action_window(actions, prior.cfg.action_dim)
+
+
+@torch.no_grad()
+def primed_continuation(prior: torch.nn.Module, videos: torch.Tensor, actions: torch.Tensor | None = None,
+                        prime_steps: int = 1, seed: int = 0, batch_size: int = 16) -> dict:
+    """How well a prior continues real clips: per-frame NMSE of continuations against the truth.
+
+    ``videos`` float ``[N, C, T, H, W]`` in [-0.5, 0.5] (held-out clips, with their ``actions [N, T, A]`` for
+    an action-conditioned prior). The prior is primed with the codes of each clip's first ``prime_steps``
+    latent time steps (its first ``prime_steps * dt`` frames) and, when frame-conditioned, its first
+    frame(s); it samples the rest greedily (``top_k=1``) and at temperature 1 (seeded). Beside them, two
+    baselines: ``copy_last`` repeats the last primed frame (no motion at all) and ``reconstruction`` is the
+    VQ-VAE's own reconstruction of the whole clip (the floor: the best any prior over these codes can do).
+
+    Returns ``dict(prime_frames, per_frame={name: [T] NMSE per frame}, unprimed={name: mean over the
+    frames after the prime})`` for ``greedy``, ``sampled``, ``copy_last`` and ``reconstruction``.
+    """
+    from .gpt import action_window
+
+    if videos.dim() != 5 or not videos.is_floating_point():
+        raise ValueError(f"expected videos float [N, C, T, H, W] in [-0.5, 0.5], got {videos.dtype} {list(videos.shape)}")
+    vq = prior.vqvae
+    variance = float(vq.data_variance)
+    if not math.isfinite(variance) or variance <= 0:
+        raise ValueError("the prior's VQ-VAE records no data variance, the NMSE denominator")
+    dt = vq.cfg.downsample[0]
+    first = prime_steps * dt
+    generator = torch.Generator().manual_seed(seed)
+    squared = {name: torch.zeros(videos.shape[2], dtype=torch.float64)
+               for name in ("greedy", "sampled", "copy_last", "reconstruction")}
+    device = next(prior.parameters()).device
+    for start in range(0, len(videos), batch_size):
+        x = videos[start : start + batch_size].to(device)
+        acts = None if actions is None else action_window(actions[start : start + batch_size].to(device),
+                                                          prior.cfg.action_dim)
+        frames = x[:, :, : prior.cfg.n_cond_frames] if prior.cfg.frame_cond else None
+        common = {"frames": frames, "actions": acts, "prime": x, "prime_steps": prime_steps}
+        outputs = {
+            "greedy": prior.sample(len(x), top_k=1, **common) - 0.5,
+            "sampled": prior.sample(len(x), temperature=1.0, generator=generator, **common) - 0.5,
+            "copy_last": x[:, :, first - 1 : first].expand_as(x),
+            "reconstruction": vq.decode(vq.encode(x)).clamp(-0.5, 0.5),
+        }
+        for name, out in outputs.items():  # sum of squared errors per frame index
+            squared[name] += ((out.float() - x) ** 2).mean(dim=(1, 3, 4)).sum(0).double().cpu()
+    per_frame = {name: (value / len(videos) / variance).tolist() for name, value in squared.items()}
+    unprimed = {name: float(np.mean(values[first:])) for name, values in per_frame.items()}
+    return {"prime_frames": first, "n_clips": len(videos), "per_frame": per_frame, "unprimed": unprimed}
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -147,7 +172,7 @@ def _evaluate(dataset, vqvae, prior, n_clips, i3d, batch_size, seed, variance, i
     return {
         "n_clips": n,
         "nmse": squared_error / pixels if vqvae is not None else None,
-        "bits_per_dim": nats / n / math.log(2) if prior is not None else None,
+        "bits_per_dim": bits_per_dim(nats / n) if prior is not None else None,
         "fvd": distance("real", "samples") if has_samples else None,
         "fvd_star": distance("recon", "samples") if has_samples else None,
         "fvd_recon": distance("real", "recon"),
@@ -179,8 +204,8 @@ def run(args) -> int:
     if not args.vqvae and not args.prior:
         raise ValueError("eval needs --vqvae RUN_OR_CHECKPOINT, --prior RUN_OR_CHECKPOINT or both")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    vqvae, recorded = resolve_model(args.vqvae, device) if args.vqvae else (None, None)
-    prior, prior_recorded = resolve_model(args.prior, device) if args.prior else (None, None)
+    vqvae, recorded = resolve(args.vqvae, device) if args.vqvae else (None, None)
+    prior, prior_recorded = resolve(args.prior, device) if args.prior else (None, None)
     for model, flag, kind in ((vqvae, "--vqvae", "VQVAE"), (prior, "--prior", "VideoGPT")):
         if model is not None and type(model).__name__ != kind:
             raise ValueError(f"{flag} must be a {kind}, got a {type(model).__name__}")

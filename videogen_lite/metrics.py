@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 
@@ -29,7 +30,7 @@ def data_variance(dataset: Dataset, max_clips: int = 1000) -> float:
 
 def normalized_mse(recon: torch.Tensor, target: torch.Tensor, variance: float) -> torch.Tensor:
     """MSE divided by the data variance: 1.0 is as good as predicting the mean pixel everywhere."""
-    return torch.mean((recon - target) ** 2) / variance
+    return F.mse_loss(recon, target) / variance
 
 
 def bits_per_dim(nats_per_token: torch.Tensor | float) -> torch.Tensor | float:

@@ -78,3 +78,22 @@ def _vqvae_inside(path: Path, device: str):
         state = {key.removeprefix("vqvae."): f.get_tensor(key) for key in f.keys() if key.startswith("vqvae.")}
     load_state(vq, state, f"{path} (its .vqvae)")
     return vq.to(device).eval()
+
+
+def resolve(name_or_path, device="cpu"):
+    """A model from a run folder, a ``.safetensors`` file or a lite checkpoint name ->
+    ``(model, the data config it was trained on as a dict, or None when the file does not record it)``."""
+    path = Path(name_or_path)
+    if path.exists():
+        run_dir = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
+        recorded = None
+        if run_dir is not None and (run_dir / "config.json").exists():
+            recorded = json.loads((run_dir / "config.json").read_text()).get("config", {}).get("data")
+        return load(path, device), recorded
+    try:
+        info = entry(str(name_or_path))
+    except (ValueError, FileNotFoundError) as err:
+        raise FileNotFoundError(f"{str(name_or_path)!r} is neither a run folder or .safetensors file nor a lite "
+                                f"checkpoint name ({err})") from err
+    return pretrained(str(name_or_path), device), info.get("config", {}).get("data")
+

@@ -21,6 +21,7 @@ from torch import nn
 from .attention import AxialAttention, SpatioTemporalEmbedding
 from .config import VQVAEConfig, from_dict, to_dict, validate_vqvae
 from .conv import Downsample, SamePadConv3d, Upsample
+from .metrics import normalized_mse
 from .vq import Codebook
 
 
@@ -214,7 +215,7 @@ class VQVAE(nn.Module):
                 "the data variance (denominator of the normalized MSE) is unknown: set cfg.vqvae.data_variance "
                 "or data.variance in the config, or call vq.set_data_variance(videogen_lite.metrics.data_variance(ds))"
             )
-        return F.mse_loss(recon, x) / self.data_variance
+        return normalized_mse(recon, x, self.data_variance)
 
     def forward(self, x: torch.Tensor) -> dict:
         z = self.encode_latents(x)

@@ -293,12 +293,17 @@ def one_hot_actions(choices: Sequence[str], action_names: Sequence[str]) -> torc
 
 
 def sample_from_actions(prior, actions: torch.Tensor, frame: torch.Tensor | None = None, temperature: float = 1.0,
-                        top_k: int = 0, seed: int = 0) -> torch.Tensor:
-    """The future for ``actions [steps, A]`` (``steps * A = prior.cfg.action_dim``), from ``frame [C, F, H, W]``
-    if the prior is also frame-conditioned -> video ``[C, T, H, W]`` in [0, 1]."""
+                        top_k: int = 0, seed: int = 0, prime_steps: int = 1) -> torch.Tensor:
+    """The future for ``actions [steps, A]`` (``steps * A = prior.cfg.action_dim``) of the clip ``frame
+    [C, T', H, W]`` -> video ``[C, T, H, W]`` in [0, 1].
+
+    With a clip, its first ``prime_steps`` latent time steps (its first ``prime_steps * dt`` frames) are the
+    real codes and the rest is sampled (priming), so the sample continues that start; a frame-conditioned
+    prior also gets its first frame(s). Without a clip the prior samples from nothing but the actions."""
     frames = frame[None, :, : prior.cfg.n_cond_frames] if prior.cfg.frame_cond else None
+    prime = frame[None] if frame is not None and prime_steps else None
     video = prior.sample(1, frames=frames, actions=actions[None], temperature=temperature, top_k=top_k or None,
-                         generator=_generator(seed))
+                         generator=_generator(seed), prime=prime, prime_steps=prime_steps if prime is not None else None)
     return video[0]
 
 
@@ -306,8 +311,9 @@ def action_conditioned_explorer(prior, start_clip=None, action_names: Sequence[s
     """Choose an action for each step and see the future an action-conditioned prior samples for them.
 
     ``start_clip``: a dataset item ``dict(video [C, T, H, W], actions [T, A])`` (e.g. a ViZDoom test clip):
-    its recorded actions are the starting sequence (preset "recorded"), its video is shown beside the samples
-    and, if the prior is also frame-conditioned, its first frame(s) condition them. ``action_names``: the
+    its recorded actions are the starting sequence (preset "recorded"), its video is shown beside the samples,
+    and the samples continue its first latent time step (its first 4 frames at 4x time downsampling, primed
+    as real codes; with a frame-conditioned prior its first frame(s) condition them too). ``action_names``: the
     dataset's (``HDF5Dataset(...).attrs["action_names"]``); default the ViZDoom HGS names. Controls:
     ``step_0`` ... ``step_{S-1}`` (dropdowns), ``temperature``, ``top_k``, ``seed``; presets in
     ``box.presets``; outputs: ``start`` (GIF of the clip, if given) and ``sample``.
@@ -366,7 +372,8 @@ def action_conditioned_explorer(prior, start_clip=None, action_names: Sequence[s
     _on_click(button, status, sample)
 
     rows = [W.HBox(list(step_controls.values())[i : i + 5]) for i in range(0, steps, 5)]
-    captions = {"start": "start clip (recorded actions)", "sample": "sampled future"}
+    captions = {"start": "start clip (recorded actions)",
+                "sample": "sampled future (continues the start's first frames)" if video is not None else "sample"}
     pictures = W.HBox([W.VBox([W.HTML(captions[name]), image]) for name, image in outputs.items()])
     box = W.VBox([W.HTML(f"<b>actions</b>, one per step ({steps} steps)"), *rows,
                   W.HBox([W.HTML("presets:"), *presets.values()]),
