@@ -443,7 +443,7 @@ class VideoGPT(nn.Module):
         """
         t, h, w = self.latent_shape
         length = t if length is None else length
-        steps = self._check_sampling(n, frames, actions, temperature, top_k, prime, prime_steps, length)
+        self._check_sampling(n, frames, actions, temperature, top_k, prime, prime_steps, length)
         # each step attends over a new prefix length; cuDNN's attention builds an execution plan for every new
         # shape (about 50 ms each, measured on an H200: most of the sampling time), the other backends do not
         with sdpa_kernel(SAMPLING_BACKENDS):
