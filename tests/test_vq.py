@@ -1,5 +1,8 @@
+import pytest
 import torch
+from einops import rearrange
 
+import videogen_lite as vg
 from videogen_lite.vq import Codebook, perplexity
 
 
@@ -84,3 +87,26 @@ def test_straight_through_gradient_and_commitment():
 def test_perplexity_bounds():
     assert torch.isclose(perplexity(torch.zeros(10, dtype=torch.long), 4), torch.tensor(1.0))
     assert torch.isclose(perplexity(torch.arange(8) % 4, 4), torch.tensor(4.0))
+
+
+def test_fsq_numbers_every_grid_point_once_and_trains_without_a_codebook():
+    from videogen_lite.vq import FiniteScalarQuantizer
+
+    fsq = FiniteScalarQuantizer((8, 5, 5, 5))
+    assert fsq.n_codes == 1000 and fsq.embeddings.shape == (1000, 4)
+    every = torch.arange(1000)
+    assert torch.equal(fsq.codes_of(fsq.values_of(every)), every)  # a bijection between codes and grid points
+    assert len(torch.unique(fsq.embeddings, dim=0)) == 1000
+    z = (torch.randn(2, 4, 2, 3, 3) * 3).requires_grad_()
+    out = fsq(z)
+    assert out["codes"].shape == (2, 2, 3, 3) and float(out["commitment_loss"]) == 0.0
+    torch.testing.assert_close(fsq.lookup(out["codes"]), out["embeddings"].detach())  # decode what was encoded
+    assert torch.equal(fsq.nearest(rearrange(z, "b d t h w -> (b t h w) d").detach()), out["codes"].flatten())
+    out["embeddings"].sum().backward()
+    assert z.grad is not None and float(z.grad.abs().sum()) > 0  # straight through the rounding
+    vq_cfg = vg.load_config("moving_mnist_lite", ["vqvae.quantizer=fsq", "vqvae.n_codes=1000"]).vqvae
+    assert isinstance(vg.VQVAE(vq_cfg).codebook, FiniteScalarQuantizer)
+    with pytest.raises(ValueError, match=r"vqvae.n_codes.*product of fsq_levels \[8, 5, 5, 5\] = 1000"):
+        vg.load_config("moving_mnist_lite", ["vqvae.quantizer=fsq", "vqvae.n_codes=512"])
+    with pytest.raises(ValueError, match="vqvae.quantizer"):
+        vg.load_config("moving_mnist_lite", ["vqvae.quantizer=rvq"])

@@ -217,13 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     sample_p.add_argument("--out", required=True, help="an .mp4 or .gif file")
     sample_p.set_defaults(run=_sample)
 
-    eval_p = commands.add_parser("eval", help="NMSE, bits/dim and FVD / FVD* on held-out clips")
+    eval_p = commands.add_parser("eval", help="NMSE, bits/dim, FVD / FVD*, the judge's metrics, continuation error "
+                                              "and action following on held-out clips")
     eval_p.add_argument("--vqvae", help="VQ-VAE: run folder, .safetensors or lite checkpoint name")
     eval_p.add_argument("--prior", help="prior: run folder, .safetensors or lite checkpoint name")
     eval_p.add_argument("--config", help="data config (NAME|PATH), when the model file does not record it")
     eval_p.add_argument("--split", default="test", help="held-out split (default: test)")
     eval_p.add_argument("--n-clips", type=int, default=256, help="clips per set (256: the standard FVD protocol)")
     eval_p.add_argument("--i3d", help="I3D weights for FVD (tools/convert_i3d.py writes them)")
+    eval_p.add_argument("--judge", help="Moving MNIST judge (run folder, .safetensors or lite checkpoint name, e.g. "
+                                        "mnist_judge_lite): digit persistence and Fréchet judge distances")
+    eval_p.add_argument("--prime-steps", type=int, default=1,
+                        help="latent steps of real frames for the primed continuation error (0 = skip it)")
     eval_p.add_argument("--batch-size", type=int, default=16)
     eval_p.add_argument("--seed", type=int, default=0, help="seed of the samples")
     eval_p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")

@@ -79,6 +79,8 @@ class VQVAEConfig:
     downsample: tuple = (4, 4, 4)
     beta: float = 0.25
     ema_decay: float = 0.99
+    quantizer: str = "ema"  # 'ema' (the paper's EMA codebook) | 'fsq' (finite scalar quantization)
+    fsq_levels: tuple = (8, 5, 5, 5)  # FSQ only: levels per latent channel; n_codes must be their product
     channels: int | None = None  # filled from data
     sequence_length: int | None = None  # filled from data
     resolution: int | None = None  # filled from data
@@ -243,6 +245,16 @@ def validate_vqvae(v: VQVAEConfig, prefix: str = "vqvae.") -> None:
         _fail(prefix + "ema_decay", v.ema_decay, "a number between 0 and 1")
     if v.beta < 0:
         _fail(prefix + "beta", v.beta, "0 or more")
+    if v.quantizer not in ("ema", "fsq"):
+        _fail(prefix + "quantizer", v.quantizer, "'ema' (the EMA codebook) or 'fsq' (finite scalar quantization)")
+    if v.quantizer == "fsq":
+        if len(v.fsq_levels) < 1 or any(level < 2 for level in v.fsq_levels):
+            _fail(prefix + "fsq_levels", list(v.fsq_levels), "a list of integers >= 2, one per latent channel")
+        product = 1
+        for level in v.fsq_levels:
+            product *= level
+        if v.n_codes != product:
+            _fail(prefix + "n_codes", v.n_codes, f"the product of fsq_levels {list(v.fsq_levels)} = {product}")
     if None not in (v.sequence_length, v.resolution):
         for axis, size, factor in zip("thw", v.input_shape, v.downsample):
             if size % factor:

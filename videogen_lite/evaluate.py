@@ -106,28 +106,53 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def evaluate(dataset, vqvae: torch.nn.Module | None = None, prior: torch.nn.Module | None = None,
              n_clips: int = fvd_lib.N_SAMPLES, i3d: torch.nn.Module | None = None, batch_size: int = 16,
-             seed: int = 0, variance: float | None = None, i3d_size: int = fvd_lib.RESOLUTION) -> dict:
-    """NMSE, bits/dim and (with ``i3d``) FVD, FVD*, FVD of reconstructions on the first ``n_clips`` of ``dataset``.
+             seed: int = 0, variance: float | None = None, i3d_size: int = fvd_lib.RESOLUTION,
+             judge: torch.nn.Module | None = None, prime_steps: int | None = None,
+             action_names: list[str] | None = None) -> dict:
+    """The paper's numbers and the ones that tell a working model from a broken one, on the first ``n_clips``
+    clips of the held-out ``dataset``:
+
+    - ``nmse`` (VQ-VAE), ``bits_per_dim`` (prior); with ``i3d``: ``fvd``, ``fvd_star``, ``fvd_recon``;
+    - with a Moving MNIST ``judge`` (:mod:`videogen_lite.judge`): its accuracy on the real clips,
+      ``persistence`` per frame (real clips, reconstructions, samples conditioned on the clips' first
+      frames) and the Fréchet judge distance of reconstructions and samples to the real clips, with its
+      floor: real clips against the next ``n_clips`` clips of the split (all at ``n_clips`` per set);
+    - with ``prime_steps``: the primed continuation error (:func:`primed_continuation`) and its baselines;
+    - for an action-conditioned prior: ``action_following`` (mean horizontal pan per action) of the real
+      clips and of samples given the same actions.
 
     ``variance`` is the NMSE denominator (default: the one the VQ-VAE was trained with). FVD* decodes the
-    real clips with the prior's own VQ-VAE (the one that decodes its samples). Returns a dict of floats
-    (``None`` for what was not computed).
+    real clips with the prior's own VQ-VAE (the one that decodes its samples). Samples are drawn from a
+    generator seeded with ``seed``. Returns a dict (``None`` for what was not computed).
     """
     if vqvae is None and prior is None:
         raise ValueError("nothing to evaluate: give a VQ-VAE, a prior or both")
-    models = [m for m in (vqvae, prior) if m is not None]
+    models = [m for m in (vqvae, prior, judge) if m is not None]
     modes = [m.training for m in models]
     try:
         for model in models:  # a VQ-VAE in training mode would update its codebook
             model.eval()
         with torch.no_grad():
-            return _evaluate(dataset, vqvae, prior, n_clips, i3d, batch_size, seed, variance, i3d_size)
+            return _evaluate(dataset, vqvae, prior, n_clips, i3d, batch_size, seed, variance, i3d_size, judge,
+                             prime_steps, action_names)
     finally:
         for model, mode in zip(models, modes):
             model.train(mode)
 
 
-def _evaluate(dataset, vqvae, prior, n_clips, i3d, batch_size, seed, variance, i3d_size) -> dict:
+def _clips(dataset, first: int, n: int) -> dict:
+    """Clips ``first .. first+n-1`` of ``dataset`` -> ``dict(video [n, C, T, H, W], actions [n, T, A] or None,
+    label)``."""
+    items = [dataset[i] for i in range(first, first + n)]
+    out = {"video": torch.stack([torch.as_tensor(item["video"]) for item in items])}
+    actions = torch.as_tensor(items[0].get("actions", torch.zeros(0)))
+    out["actions"] = torch.stack([torch.as_tensor(i["actions"]) for i in items]).float() if actions.numel() else None
+    out["label"] = torch.stack([torch.as_tensor(item["label"]) for item in items]) if "label" in items[0] else None
+    return out
+
+
+def _evaluate(dataset, vqvae, prior, n_clips, i3d, batch_size, seed, variance, i3d_size, judge, prime_steps,
+              action_names) -> dict:
     n = min(n_clips, len(dataset))
     if n < 2:
         raise ValueError(f"need at least 2 held-out clips, the split has {len(dataset)} and n_clips = {n_clips}")
@@ -138,14 +163,14 @@ def _evaluate(dataset, vqvae, prior, n_clips, i3d, batch_size, seed, variance, i
     decoder = prior.vqvae if prior is not None else vqvae
     device = next((prior or vqvae).parameters()).device
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    clips = _clips(dataset, 0, n)
+    acting = prior is not None and prior.cfg.action_dim > 0 and clips["actions"] is not None
+    want_samples = prior is not None and (i3d is not None or judge is not None or acting)
     squared_error = pixels = nats = 0.0
-    features = {"real": [], "recon": [], "samples": []}
+    recons, samples = [], []
     for start in range(0, n, batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, n))]
-        video = torch.stack([torch.as_tensor(item["video"]) for item in items]).to(device)  # [B, C, T, H, W]
-        actions = None  # [B, T, A], where the dataset has actions
-        if torch.as_tensor(items[0].get("actions", torch.zeros(0))).numel():
-            actions = torch.stack([torch.as_tensor(item["actions"]) for item in items]).float().to(device)
+        video = clips["video"][start : start + batch_size].to(device)  # [B, C, T, H, W]
+        actions = None if clips["actions"] is None else clips["actions"][start : start + batch_size].to(device)
         recon = None
         if vqvae is not None:
             recon = vqvae(video)["recon"]  # [B, C, T, H, W]
@@ -154,29 +179,60 @@ def _evaluate(dataset, vqvae, prior, n_clips, i3d, batch_size, seed, variance, i
         if prior is not None:
             frames, acts = conditioning(prior, video, actions)
             nats += float(prior(video, frames, acts)["loss"]) * len(video)
-        if i3d is not None:
-            if decoder is not vqvae:
-                recon = decoder.decode(decoder.encode(video))
-            features["real"].append(fvd_lib.fvd_features(video + 0.5, i3d, batch_size, i3d_size))
-            features["recon"].append(fvd_lib.fvd_features((recon + 0.5).clamp(0, 1), i3d, batch_size, i3d_size))
-            if prior is not None:
-                frames, acts = conditioning(prior, video, actions)
-                samples = prior.sample(len(video), frames, acts, generator=generator)  # [B, C, T, H, W] in [0, 1]
-                features["samples"].append(fvd_lib.fvd_features(samples, i3d, batch_size, i3d_size))
-    feats = {k: np.concatenate(v) if v else None for k, v in features.items()}
-    has_samples = feats["samples"] is not None
-
-    def distance(a: str, b: str) -> float | None:
-        return frechet_distance(feats[a], feats[b]) if feats[a] is not None and feats[b] is not None else None
-
-    return {
+            if want_samples:  # [B, C, T, H, W] in [0, 1]
+                samples.append(prior.sample(len(video), frames, acts, generator=generator).cpu())
+        if decoder is not vqvae:  # the reconstructions the prior's samples are compared with
+            recon = decoder.decode(decoder.encode(video))
+        recons.append(((recon + 0.5).clamp(0, 1)).cpu())
+    real = (clips["video"] + 0.5).clamp(0, 1)
+    recons = torch.cat(recons)
+    samples = torch.cat(samples) if samples else None
+    result = {
         "n_clips": n,
         "nmse": squared_error / pixels if vqvae is not None else None,
         "bits_per_dim": bits_per_dim(nats / n) if prior is not None else None,
-        "fvd": distance("real", "samples") if has_samples else None,
-        "fvd_star": distance("recon", "samples") if has_samples else None,
-        "fvd_recon": distance("real", "recon"),
+        "fvd": None, "fvd_star": None, "fvd_recon": None,
     }
+    if i3d is not None:
+        feats = {name: fvd_lib.fvd_features(v, i3d, batch_size, i3d_size) for name, v in
+                 (("real", real), ("recon", recons), ("samples", samples)) if v is not None}
+        result["fvd_recon"] = frechet_distance(feats["real"], feats["recon"])
+        if samples is not None:
+            result["fvd"] = frechet_distance(feats["real"], feats["samples"])
+            result["fvd_star"] = frechet_distance(feats["recon"], feats["samples"])
+    if judge is not None:
+        result.update(_judge_metrics(judge, dataset, n, real, recons, samples, clips["label"], batch_size))
+    if prior is not None and prime_steps:
+        result["continuation"] = primed_continuation(prior, clips["video"], clips["actions"], prime_steps, seed,
+                                                     batch_size)
+    if acting:
+        from .metrics import action_following
+
+        result["action_following"] = {
+            "real": action_following(real, clips["actions"], action_names)["mean_pan"],
+            "samples": action_following(samples, clips["actions"], action_names)["mean_pan"],
+        }
+    return result
+
+
+def _judge_metrics(judge, dataset, n, real, recons, samples, labels, batch_size) -> dict:
+    """The Moving MNIST judge's accuracy, persistence per frame and Fréchet distances, all at ``n`` clips."""
+    from .judge import digit_persistence, frechet_judge_distance
+
+    if labels is None or not hasattr(dataset, "trajectories"):
+        raise ValueError("the judge measures generated Moving MNIST (data.name = moving_mnist), whose clips carry "
+                         f"their digits; this dataset is a {type(dataset).__name__}")
+    sets = {"real": real, "reconstructions": recons, "samples": samples}
+    persistence = {name: digit_persistence(judge, v, labels, batch_size).tolist() for name, v in sets.items()
+                   if v is not None}
+    frechet = {name + "_vs_real": frechet_judge_distance(judge, real, v, batch_size)
+               for name, v in sets.items() if v is not None and name != "real"}
+    floor = None
+    if len(dataset) >= 2 * n:  # the floor: two disjoint sets of real clips of the same size
+        floor = frechet_judge_distance(judge, real, (_clips(dataset, n, n)["video"] + 0.5).clamp(0, 1), batch_size)
+    # the judge's accuracy on real frames is the persistence of the real clips, averaged over frames
+    return {"judge_accuracy": float(np.mean(persistence["real"])), "persistence": persistence,
+            "frechet_judge": {"real_vs_real": floor, **frechet}, "frechet_clips": n}
 
 
 ROWS = [  # key, label, what it compares
@@ -188,12 +244,36 @@ ROWS = [  # key, label, what it compares
 ]
 
 
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 def table(result: dict) -> str:
-    """The result as a table like the paper's (lower is better everywhere)."""
-    lines = [f"{'metric (lower is better)':<26}{'value':>10}   compares", "-" * 80]
+    """The result as a table like the paper's, then the judge's, continuation and action rows where measured."""
+    lines = [f"{'metric':<34}{'value':>10}   compares", "-" * 88]
     for key, label, what in ROWS:
-        value = result.get(key)
-        lines.append(f"{label:<26}{'-' if value is None else f'{value:.4g}':>10}   {what}")
+        lines.append(f"{label:<34}{_fmt(result.get(key)):>10}   {what} (lower is better)")
+    if result.get("persistence"):
+        n = result["frechet_clips"]
+        lines.append(f"{'judge accuracy (real frames)':<34}{_fmt(result['judge_accuracy']):>10}   "
+                     "share of real frames whose digits the judge names (higher is better)")
+        for name, values in result["persistence"].items():
+            late = float(np.mean(values[len(values) // 2 :]))
+            lines.append(f"{'digit persistence, ' + name:<34}{_fmt(late):>10}   share of frames in the second half "
+                         "that show the clip's digits (higher is better)")
+        for name, value in result["frechet_judge"].items():
+            lines.append(f"{'Fréchet judge distance, ' + name.replace('_vs_', ' vs '):<34}{_fmt(value):>10}   "
+                         f"judge clip features, {n} clips per set (lower is better)")
+    if result.get("continuation"):
+        c = result["continuation"]
+        for name, value in c["unprimed"].items():
+            lines.append(f"{'continuation NMSE, ' + name:<34}{_fmt(value):>10}   frames {c['prime_frames']}+ of "
+                         f"{c['n_clips']} clips primed with {c['prime_frames']} real frames (lower is better)")
+    if result.get("action_following"):
+        for action, real in result["action_following"]["real"].items():
+            sample = result["action_following"]["samples"][action]
+            lines.append(f"{'pan per frame, ' + str(action):<34}{_fmt(sample):>10}   samples, px per frame (real "
+                         f"clips: {_fmt(real)})")
     return "\n".join(lines)
 
 
@@ -231,8 +311,19 @@ def run(args) -> int:
     print(f"evaluating on {n} {data_cfg.name} {args.split} clips of {data_cfg.sequence_length} frames"
           + (" (FVD on CPU takes a while: about a second per clip and set)" if i3d is not None and device == "cpu"
              else ""), file=sys.stderr)
-    result = evaluate(dataset, vqvae, prior, args.n_clips, i3d, args.batch_size, args.seed, variance)
-    result = {"vqvae": args.vqvae, "prior": args.prior, "data": to_dict(data_cfg), "split": args.split,
+    judge = None
+    if args.judge:
+        judge, _ = resolve(args.judge, device)
+        if type(judge).__name__ != "Judge":
+            raise ValueError(f"--judge must be a Moving MNIST judge (videogen-lite train judge), got a "
+                             f"{type(judge).__name__}")
+    action_names = None
+    if getattr(dataset, "attrs", None) and "action_names" in dataset.attrs:
+        action_names = [str(a) for a in dataset.attrs["action_names"]]
+    result = evaluate(dataset, vqvae, prior, args.n_clips, i3d, args.batch_size, args.seed, variance, judge=judge,
+                      prime_steps=args.prime_steps if prior is not None else None, action_names=action_names)
+    result = {"vqvae": args.vqvae, "prior": args.prior, "judge": args.judge, "data": to_dict(data_cfg),
+              "split": args.split,
               "clip_length": data_cfg.sequence_length, "i3d": args.i3d, "seed": args.seed, **result}
     if i3d is None:
         result["fvd_note"] = fvd_lib.WEIGHTS_HELP

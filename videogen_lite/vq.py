@@ -19,6 +19,8 @@ eval mode or when ``frozen`` is set (as inside a prior).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -172,3 +174,80 @@ class Codebook(nn.Module):
             usage=(counts > 0).float().mean(),
             restarted=restarted,
         )
+
+
+class FiniteScalarQuantizer(nn.Module):
+    """Finite scalar quantization (FSQ, Mentzer et al., 2023): no codebook to learn, none to collapse.
+
+    Each of the ``d = len(levels)`` latent channels is squashed into a bounded range and rounded to one of
+    ``levels[i]`` evenly spaced values; a code is the tuple of the ``d`` integers, numbered in mixed radix, so
+    there are ``prod(levels)`` codes (``[8, 5, 5, 5]``: 1,000). Gradients pass the rounding straight through;
+    there is no commitment loss, no EMA and nothing to restart. ``z [B, d, t, h, w] -> dict`` like
+    :class:`Codebook`'s, so the VQ-VAE and the prior use either.
+    """
+
+    def __init__(self, levels: tuple[int, ...]):
+        super().__init__()
+        if len(levels) < 1 or any(level < 2 for level in levels):
+            raise ValueError(f"FSQ levels must be integers >= 2 per channel, got {list(levels)}")
+        self.levels = tuple(int(level) for level in levels)
+        self.n_codes, self.embedding_dim = math.prod(self.levels), len(self.levels)
+        self.frozen = False  # nothing to freeze; kept for the prior, which sets it
+        self.register_buffer("_levels", torch.tensor(self.levels, dtype=torch.float32), persistent=False)
+        radix = torch.cumprod(torch.tensor((1, *self.levels[:-1])), 0)
+        self.register_buffer("_radix", radix, persistent=False)
+
+    def bound(self, z: torch.Tensor) -> torch.Tensor:
+        """``[..., d]`` -> values in ``(-(L-1)/2, (L-1)/2)`` per channel, shifted by half a step for even ``L``
+        so that rounding gives exactly ``L`` integers."""
+        half = (self._levels - 1) / 2
+        offset = torch.where(self._levels % 2 == 0, 0.5, 0.0)
+        shift = torch.atanh(offset / half)
+        return torch.tanh(z + shift) * half - offset
+
+    def quantize(self, flat: torch.Tensor) -> torch.Tensor:
+        """``[N, d]`` -> the nearest grid values, rescaled to [-1, 1] (straight-through in the backward pass)."""
+        bounded = self.bound(flat)
+        rounded = bounded + (bounded.round() - bounded).detach()
+        return rounded / (self._levels // 2)
+
+    def codes_of(self, values: torch.Tensor) -> torch.Tensor:
+        """Grid values in [-1, 1] ``[N, d]`` -> code numbers ``[N]``."""
+        digits = (values * (self._levels // 2) + self._levels // 2).round().long()
+        return (digits * self._radix).sum(-1)
+
+    def values_of(self, codes: torch.Tensor) -> torch.Tensor:
+        """Code numbers ``[...]`` -> grid values in [-1, 1] ``[..., d]``."""
+        digits = (codes[..., None] // self._radix) % self._levels.long()
+        return (digits - self._levels.long() // 2).float() / (self._levels // 2)
+
+    @property
+    def embeddings(self) -> torch.Tensor:
+        """Every code's vector, ``[n_codes, d]`` (an implicit, fixed codebook)."""
+        return self.values_of(torch.arange(self.n_codes, device=self._levels.device))
+
+    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        return self.codes_of(self.quantize(flat.float()))
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        return rearrange(self.values_of(codes), "b t h w d -> b d t h w")
+
+    def codebook_usage(self) -> float:
+        """FSQ has no dead codes to restart: every code is reachable by construction."""
+        return 1.0
+
+    def forward(self, z: torch.Tensor) -> dict:
+        with torch.autocast(z.device.type, enabled=False):
+            b, d, t, h, w = z.shape
+            flat = rearrange(z.float(), "b d t h w -> (b t h w) d")
+            values = self.quantize(flat)
+            codes = self.codes_of(values.detach())
+            counts = torch.bincount(codes, minlength=self.n_codes).float()
+            return dict(
+                embeddings=rearrange(values, "(b t h w) d -> b d t h w", b=b, t=t, h=h, w=w),
+                codes=codes.view(b, t, h, w),
+                commitment_loss=torch.zeros((), device=z.device),
+                perplexity=histogram_perplexity(counts),
+                usage=(counts > 0).float().mean(),
+                restarted=0,
+            )

@@ -22,7 +22,7 @@ from .attention import AxialAttention, SpatioTemporalEmbedding
 from .config import VQVAEConfig, from_dict, to_dict, validate_vqvae
 from .conv import Downsample, SamePadConv3d, Upsample
 from .metrics import normalized_mse
-from .vq import Codebook
+from .vq import Codebook, FiniteScalarQuantizer
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -119,9 +119,12 @@ class VQVAE(nn.Module):
         validate_vqvae(cfg)
         self.cfg = cfg
         self.encoder = Encoder(cfg)
-        self.pre_vq = SamePadConv3d(cfg.n_hiddens, cfg.embedding_dim, 1)
-        self.codebook = Codebook(cfg.n_codes, cfg.embedding_dim, decay=cfg.ema_decay, beta=cfg.beta)
-        self.post_vq = SamePadConv3d(cfg.embedding_dim, cfg.n_hiddens, 1)
+        if cfg.quantizer == "fsq":  # one latent channel per FSQ level: embedding_dim is not used
+            self.codebook = FiniteScalarQuantizer(cfg.fsq_levels)
+        else:
+            self.codebook = Codebook(cfg.n_codes, cfg.embedding_dim, decay=cfg.ema_decay, beta=cfg.beta)
+        self.pre_vq = SamePadConv3d(cfg.n_hiddens, self.codebook.embedding_dim, 1)
+        self.post_vq = SamePadConv3d(self.codebook.embedding_dim, cfg.n_hiddens, 1)
         self.decoder = Decoder(cfg)
         # shared by every axial attention layer of the encoder and the decoder
         self.position = SpatioTemporalEmbedding(cfg.latent_shape, cfg.n_hiddens) if cfg.attention else None
