@@ -216,6 +216,14 @@ def test_save_load_roundtrip_gives_identical_logits(tiny_cfg, tmp_path):
     assert isinstance(loaded, vg.VideoGPT) and loaded.config_dict() == prior.config_dict()
     assert not loaded.vqvae.training and loaded.vqvae.codebook.frozen
     assert torch.equal(loaded(codes, frames, actions)["logits"], prior(codes, frames, actions)["logits"])
+    # half-precision storage: half the bytes, read back into float32 parameters
+    half = vg.save(prior, tmp_path / "prior_fp16.safetensors", dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * path.stat().st_size
+    loaded = vg.load(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert float(loaded.vqvae.data_variance) == float(prior.vqvae.data_variance)  # scalars stay float32
+    torch.testing.assert_close(loaded(codes, frames, actions)["logits"], prior(codes, frames, actions)["logits"],
+                               atol=2e-2, rtol=2e-2)
 
 
 def test_train_prior_and_sample_from_the_command_line(tmp_path, capsys):

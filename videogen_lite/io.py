@@ -58,8 +58,11 @@ def model_class(name: str):
     raise ValueError(f"unknown model class {name!r} in the file's metadata: expected one of {', '.join(MODELS)}")
 
 
-def save(model: torch.nn.Module, path: str | Path, extra: dict | None = None) -> Path:
-    """Write ``model``'s weights and config to ``path`` (a ``.safetensors`` file)."""
+def save(model: torch.nn.Module, path: str | Path, extra: dict | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model``'s weights and config to ``path`` (a ``.safetensors`` file).
+
+    ``dtype=torch.float16`` (or bfloat16) stores the float weights at half the size; :func:`load` reads them
+    back into the model's float32 parameters. Scalars (such as the data variance) stay in float32."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"save() writes a .safetensors file, got {str(path)!r}")
@@ -67,6 +70,10 @@ def save(model: torch.nn.Module, path: str | Path, extra: dict | None = None) ->
     if type(model).__name__ not in MODELS:
         raise TypeError(f"save() takes one of {', '.join(MODELS)}, got {type(model).__name__}")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        if dtype not in (torch.float16, torch.bfloat16, torch.float32):
+            raise ValueError(f"save(dtype=...) takes torch.float16, torch.bfloat16 or torch.float32, got {dtype}")
+        tensors = {k: v.to(dtype) if v.is_floating_point() and v.dim() > 0 else v for k, v in tensors.items()}
     metadata = {"format": FORMAT, "class": type(model).__name__, "config": json.dumps(model.config_dict())}
     if extra:
         metadata["extra"] = json.dumps(extra)

@@ -17,7 +17,7 @@ from .bair import convert_bair
 from .hdf5 import HDF5Writer
 from .mnist_files import load_mnist_idx
 from .moving_mnist import MovingMNIST
-from .vizdoom import collect_vizdoom
+from .vizdoom import WALL_NEAR_DEPTH, collect_vizdoom
 
 
 def add_data_commands(subparsers) -> argparse.ArgumentParser:
@@ -26,7 +26,8 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
     data.set_defaults(run=run_data)
     commands = data.add_subparsers(dest="data_command", required=True)
 
-    vizdoom = commands.add_parser("vizdoom", help="collect ViZDoom rollouts live (headless) with an exploring policy")
+    vizdoom = commands.add_parser("vizdoom", help="collect ViZDoom rollouts live (headless) with an exploring policy "
+                                                     "that avoids walls and picks up medkits")
     vizdoom.add_argument("--scenario", required=True,
                          help="a scenario shipped in the vizdoom wheel (e.g. health_gathering_supreme, basic, "
                               "defend_the_center) or a path to your own .cfg/.wad (Battle2 does not ship)")
@@ -75,8 +76,11 @@ def run_data(args: argparse.Namespace) -> int:
     if args.data_command == "vizdoom":
         summary = collect_vizdoom(args.scenario, args.episodes, args.length, args.out, resolution=args.resolution,
                                   seed=args.seed, frame_skip=args.frame_skip)
-        print(f"wrote {summary['frames']} frames in episodes {summary['episodes']} to {args.out} "
-              f"({summary['frames_per_second']:.0f} frames/s); actions: {summary['action_names']}")
+        shares = ", ".join(f"{name} {share:.1%}" for name, share in summary["action_shares"].items())
+        print(f"wrote {summary['frames']} frames in episodes {summary['episodes']} to {args.out} in "
+              f"{summary['seconds']:.0f} s ({summary['frames_per_second']:.0f} frames/s)\n"
+              f"mean episode length {summary['mean_episode_length']:.1f} steps; frames facing a wall nearer "
+              f"than {WALL_NEAR_DEPTH:g} depth units: {summary['wall_facing_share']:.1%}\nactions: {shares}")
     elif args.data_command == "bair":
         counts = convert_bair(args.tfrecords, args.out, val_fraction=args.val_fraction, seed=args.seed,
                               verify_data=args.verify_checksums)
