@@ -56,7 +56,8 @@ def main() -> int:
         wall_time_s=metrics["wall_time_s"],
         hardware=metrics["hardware"],
         processes=metrics["processes"],
-        metrics=dict(held_out=metrics.get("held_out", {}), last_logged_train=logged[-1] if logged else {}),
+        metrics=dict(held_out=metrics.get("held_out", {}), last_logged_train=logged[-1] if logged else {},
+                     **{key: metrics[key] for key in ("test_accuracy",) if key in metrics}),
         commit=args.commit,
         note=args.note,
     )

@@ -35,13 +35,17 @@ def _train(args) -> int:
     train_set = data.build_dataset(cfg.data, "train")
     val_set = data.build_dataset(cfg.data, "val")
     if args.stage == "judge":
+        from dataclasses import replace
+
         from .judge import Judge, JudgeClips
 
         if not isinstance(train_set, data.MovingMNIST):
             raise ValueError(f"train judge needs generated Moving MNIST (data.name = moving_mnist, data.path unset "
                              f"or MNIST idx files), whose generator knows the digits and their motion; "
                              f"config {args.config!r} gives {type(train_set).__name__}")
-        train_set, val_set = JudgeClips(train_set), JudgeClips(val_set)
+        # short training clips (judge.clip_length frames), held-out clips of the data's full length
+        train_set = JudgeClips(data.build_dataset(replace(cfg.data, sequence_length=cfg.judge.clip_length), "train"))
+        val_set = JudgeClips(val_set)
         model = Judge(cfg.judge)
     elif args.stage == "vqvae":
         from .vqvae import VQVAE

@@ -117,18 +117,19 @@ class PriorConfig:
 
 @dataclass
 class JudgeConfig:
-    """The Moving MNIST judge (:mod:`videogen_lite.judge`): a small frame CNN of ``width`` base channels, a
-    temporal conv over its feature maps into ``feature_dim`` clip features, and its own training settings
-    (the defaults train it in a few minutes on two CPU cores)."""
+    """The Moving MNIST judge (:mod:`videogen_lite.judge`): a small frame CNN of ``width`` base channels and a
+    temporal conv over its feature maps into ``feature_dim`` clip features. It trains on clips of
+    ``clip_length`` frames (short clips: more different digits per step) and judges videos of any length;
+    its training settings default to a few minutes on two CPU cores."""
 
-    width: int = 32
+    width: int = 24
     feature_dim: int = 128
-    motion_weight: float = 0.5  # weight of the velocity loss beside the digit losses
-    sequence_length: int | None = None  # filled from data
+    clip_length: int = 4
+    motion_weight: float = 0.5  # weight of the motion losses beside the digit losses
     resolution: int | None = None  # filled from data
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        batch_size=16, lr=2e-3, steps=600, checkpoint_every=200, log_every=20, eval_batches=16,
-        warmup_steps=20, lr_decay="cosine"))
+        batch_size=64, lr=4e-3, steps=700, checkpoint_every=100, log_every=20, eval_batches=8,
+        warmup_steps=30, lr_decay="cosine"))
 
 
 @dataclass
@@ -184,7 +185,8 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     return value
 
 
-def _build(cls, values: dict, prefix: str):
+def _build(cls, values: dict, prefix: str, base=None):
+    """``cls`` from ``values``, starting from ``base`` (an instance of ``cls``) or the class defaults."""
     if not isinstance(values, dict):
         raise ValueError(f"config section '{prefix.rstrip('.') or 'root'}' must be a mapping, got {values!r}")
     hints = get_type_hints(cls)
@@ -199,10 +201,13 @@ def _build(cls, values: dict, prefix: str):
             )
         typ = hints[key]
         if dataclasses.is_dataclass(typ):
-            kwargs[key] = _build(typ, value, f"{prefix}{key}.")
+            # a nested section starts from its field's default, e.g. the judge's own training settings
+            factory = next(f for f in fields(cls) if f.name == key).default_factory
+            kwargs[key] = _build(typ, value, f"{prefix}{key}.",
+                                 None if factory is dataclasses.MISSING else factory())
         else:
             kwargs[key] = _coerce(prefix + key, value, typ)
-    return cls(**kwargs)
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
 
 
 def to_dict(obj) -> dict:
@@ -282,11 +287,12 @@ def validate_judge(j: JudgeConfig, prefix: str = "judge.") -> None:
     for key in ("width", "feature_dim"):
         if getattr(j, key) < 1:
             _fail(prefix + key, getattr(j, key), "a positive integer")
+    if j.clip_length < 2:
+        _fail(prefix + "clip_length", j.clip_length, "2 or more (frames per training clip: motion needs two)")
     if j.motion_weight < 0:
         _fail(prefix + "motion_weight", j.motion_weight, "0 or more")
-    for key in ("sequence_length", "resolution"):
-        if getattr(j, key) is not None and getattr(j, key) < 1:
-            _fail(prefix + key, getattr(j, key), "a positive integer (or null to copy it from data)")
+    if j.resolution is not None and j.resolution < 1:
+        _fail(prefix + "resolution", j.resolution, "a positive integer (or null to copy it from data)")
     _validate_train(j.train, prefix + "train.")
 
 
@@ -311,14 +317,11 @@ def fill_and_validate(cfg: Config) -> Config:
     validate_vqvae(v)
     validate_prior(p, n_frames=d.sequence_length)
     j = cfg.judge
-    for key in ("sequence_length", "resolution"):
-        if getattr(j, key) is None:
-            setattr(j, key, getattr(d, key))
-        elif getattr(j, key) != getattr(d, key):
-            raise ValueError(
-                f"judge.{key} = {getattr(j, key)} disagrees with data.{key} = {getattr(d, key)}; "
-                "leave judge's copy out and it is taken from data"
-            )
+    if j.resolution is None:
+        j.resolution = d.resolution
+    elif j.resolution != d.resolution:
+        raise ValueError(f"judge.resolution = {j.resolution} disagrees with data.resolution = {d.resolution}; "
+                         "leave judge's copy out and it is taken from data")
     validate_judge(j)
     return cfg
 

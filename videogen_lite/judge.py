@@ -2,18 +2,21 @@
 and the metrics built on it (digit persistence, a Fréchet distance on its clip features, its accuracy).
 
     video [B, 1, T, H, W] in [-0.5, 0.5]
-      -> FrameEncoder, each frame alone (2D convs, stride 8)      maps [B, C, T, H/8, W/8]
-           -> max + mean over space, linear                      frame_logits [B, T, 10]   (which digits)
-      -> MotionEncoder (3D convs over the maps: sees motion)      clip_features [B, D]
-           -> linear                                             clip_logits [B, 10]
-           -> MLP                                                velocity [B, 10, 2]        (how they move)
+      -> FrameEncoder, each frame alone (2D convs)           maps [B*T, 4w, H/8, W/8]
+      -> DigitHead: max + mean over space, a temporal conv
+         over the frame and its neighbours, linear           frame_logits  [B, T, 10]   (which digits)
+      -> MotionEncoder: 3D convs over the maps (no pooling
+         before them: positions kept), mean over space-time  clip_features [B, D]
+           -> linear                                         clip_logits   [B, 10]
+           -> MLP                                            velocity [B, 10, 2], motion [B, 3]
 
 It trains with :func:`videogen_lite.train.fit` like the VQ-VAE and the prior (``videogen-lite train judge``)
 on :class:`JudgeClips`, which adds the generator's ground truth to each Moving MNIST clip: the digits in it
-(multi-hot; every digit is in every frame of its clip) and each digit class's mean velocity. The frame
-logits see one frame only, so :func:`digit_persistence` tells frame by frame whether a generated video
+(multi-hot; every digit is in every frame of its clip), each class's mean velocity and the clip's motion
+statistics. Its frame logits look at one frame and its two neighbours (to see a digit hidden behind the
+other), so :func:`digit_persistence` tells, frame by frame to within one frame, whether a generated video
 still shows the digits it was conditioned on; the clip features mix appearance and motion, so
-:func:`frechet_judge_distance` notices digits that stop, jitter or change.
+:func:`frechet_judge_distance` notices digits that change, vanish or stop.
 
 The metrics take videos as float ``[N, 1, T, H, W]`` in [0, 1], the range ``VideoGPT.sample`` returns
 (dataset clips are in [-0.5, 0.5]: add 0.5).
@@ -30,39 +33,60 @@ from .config import JudgeConfig, from_dict, to_dict, validate_judge
 from .metrics import frechet_distance
 
 DIGITS = 10  # classes 0-9
+PRIOR_LOGIT = float(np.log(2 / 8))  # the digit heads start at Moving MNIST's prior: 2 of the 10 classes
+
+
+def conv_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
 class FrameEncoder(nn.Module):
     """Each frame on its own: ``[N, 1, H, W] -> [N, 4*width, H/8, W/8]``. Three stride-2 convs and one more
-    3x3 conv, so each output cell sees 31x31 pixels, a whole 28x28 digit."""
+    3x3 conv, each with BatchNorm and ReLU, so each output cell sees 31x31 pixels, a whole 28x28 digit."""
 
     def __init__(self, width: int):
         super().__init__()
-        channels = [1, width, 2 * width, 4 * width, 4 * width]
-        layers = []
-        for i, (c_in, c_out) in enumerate(zip(channels, channels[1:])):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=2 if i < 3 else 1, padding=1), nn.GroupNorm(4, c_out),
-                       nn.ReLU()]
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.Sequential(*conv_bn_relu(1, width, 2), *conv_bn_relu(width, 2 * width, 2),
+                                    *conv_bn_relu(2 * width, 4 * width, 2), *conv_bn_relu(4 * width, 4 * width, 1))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.layers(frames)
+        return self.layers(frames.contiguous(memory_format=torch.channels_last))  # channels-last: faster on CPUs
+
+
+class DigitHead(nn.Module):
+    """Which digits each frame shows: maps ``[B, T, C, h, w] -> [B, T, 10]`` logits. The max and the mean of
+    each channel over the frame, plus a temporal conv over the frame and its two neighbours (a residual that
+    starts at zero: a digit hidden behind another in one frame is often clear in the next), then a linear
+    layer."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.temporal = nn.Conv1d(2 * channels, 2 * channels, 3, padding=1)
+        nn.init.zeros_(self.temporal.weight)
+        nn.init.zeros_(self.temporal.bias)
+        self.out = nn.Linear(2 * channels, DIGITS)
+        nn.init.constant_(self.out.bias, PRIOR_LOGIT)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([reduce(maps, "b t c h w -> b c t", "max"), reduce(maps, "b t c h w -> b c t", "mean")], 1)
+        return self.out(rearrange(pooled + self.temporal(pooled), "b c t -> b t c"))
 
 
 class MotionEncoder(nn.Module):
     """Frame feature maps over time -> one clip vector: ``[B, C, T, h, w] -> [B, feature_dim]``.
 
-    A 1x1x1 conv narrows the channels, a 3x3x3 conv compares neighbouring frames at each place (this is
-    where motion becomes visible; no pooling before it, so positions are still there), a temporal 3x1x1
-    conv widens its view to five frames, and a mean over space-time gives the clip vector.
+    A 1x1x1 conv narrows the channels, a strided 3x3x3 conv compares neighbouring frames at each place
+    (this is where motion becomes visible; no pooling before it, so positions are still there), a temporal
+    3x1x1 conv widens its view to five frames, and a mean over space-time gives the clip vector.
     """
 
     def __init__(self, in_channels: int, feature_dim: int):
         super().__init__()
         narrow = max(8, in_channels // 2)
         self.layers = nn.Sequential(
-            nn.Conv3d(in_channels, narrow, 1), nn.ReLU(),
-            nn.Conv3d(narrow, feature_dim // 2, 3, stride=(1, 2, 2), padding=1), nn.ReLU(),
+            nn.Conv3d(in_channels, narrow, 1), nn.BatchNorm3d(narrow), nn.ReLU(),
+            nn.Conv3d(narrow, feature_dim // 2, 3, stride=(1, 2, 2), padding=1), nn.BatchNorm3d(feature_dim // 2),
+            nn.ReLU(),
             nn.Conv3d(feature_dim // 2, feature_dim, (3, 1, 1), padding=(1, 0, 0)), nn.ReLU(),
         )
 
@@ -76,25 +100,29 @@ class Judge(nn.Module):
     ``forward(video)`` takes float ``[B, 1, T, H, W]`` in [-0.5, 0.5] (``H = W = cfg.resolution``, the digit
     scale it learned; any ``T``) and returns a dict:
 
-    - ``frame_logits`` ``[B, T, 10]``: per frame, one logit per digit class (is it in this frame?)
+    - ``frame_logits`` ``[B, T, 10]``: per frame, one logit per digit class (is it in this frame?), from
+      the frame and its two neighbours
     - ``clip_logits`` ``[B, 10]``: the same for the whole clip, read from the clip features
     - ``clip_features`` ``[B, feature_dim]``: what :func:`judge_features` returns
     - ``velocity`` ``[B, 10, 2]``: per digit class, its mean velocity (dy, dx) in pixels per frame
+    - ``motion`` ``[B, 3]``: the clip's digits' mean step sizes ``|dy|``, ``|dx|`` and length, in pixels
+      per frame (whichever digit is which: learnt long before the velocity of each class)
     """
 
     def __init__(self, cfg: JudgeConfig):
         super().__init__()
-        if cfg.sequence_length is None or cfg.resolution is None:
-            raise ValueError("JudgeConfig needs sequence_length and resolution; load_config() fills them from "
-                             "cfg.data, or set them yourself")
+        if cfg.resolution is None:
+            raise ValueError("JudgeConfig needs the resolution; load_config() fills it from cfg.data, or set it "
+                             "yourself")
         validate_judge(cfg)
         self.cfg = cfg
         self.frames = FrameEncoder(cfg.width)
-        self.digit_head = nn.Linear(8 * cfg.width, DIGITS)  # max and mean over space, concatenated
+        self.digit_head = DigitHead(4 * cfg.width)
         self.motion = MotionEncoder(4 * cfg.width, cfg.feature_dim)
         self.clip_digit_head = nn.Linear(cfg.feature_dim, DIGITS)
-        self.velocity_head = nn.Sequential(nn.Linear(cfg.feature_dim, cfg.feature_dim), nn.ReLU(),
-                                           nn.Linear(cfg.feature_dim, DIGITS * 2))
+        nn.init.constant_(self.clip_digit_head.bias, PRIOR_LOGIT)
+        self.motion_head = nn.Sequential(nn.Linear(cfg.feature_dim, cfg.feature_dim), nn.ReLU(),
+                                         nn.Linear(cfg.feature_dim, DIGITS * 2 + 3))
 
     def config_dict(self) -> dict:
         return {"judge": to_dict(self.cfg)}
@@ -112,20 +140,24 @@ class Judge(nn.Module):
     def forward(self, video: torch.Tensor) -> dict:
         self.check_input(video)
         b = video.shape[0]
-        maps = self.frames(rearrange(video, "b c t h w -> (b t) c h w"))  # [B*T, C, h, w]
-        pooled = torch.cat([reduce(maps, "n c h w -> n c", "max"), reduce(maps, "n c h w -> n c", "mean")], 1)
-        frame_logits = rearrange(self.digit_head(pooled), "(b t) k -> b t k", b=b)  # [B, T, 10]
-        features = self.motion(rearrange(maps, "(b t) c h w -> b c t h w", b=b))  # [B, D]
-        velocity = rearrange(self.velocity_head(features), "b (k two) -> b k two", two=2)  # [B, 10, 2]
+        maps = self.frames(rearrange(video, "b c t h w -> (b t) c h w"))  # [B*T, 4*width, H/8, W/8]
+        frame_logits = self.digit_head(rearrange(maps, "(b t) c h w -> b t c h w", b=b))  # [B, T, 10]
+        # the motion encoder reads the frame features but leaves their training to the digit losses: motion,
+        # slow to learn, would only add noise to them early on
+        features = self.motion(rearrange(maps.detach(), "(b t) c h w -> b c t h w", b=b))  # [B, D]
+        motion = self.motion_head(features)  # [B, 10*2 + 3]
+        velocity = rearrange(motion[:, : 2 * DIGITS], "b (k two) -> b k two", two=2)  # [B, 10, 2]
         return dict(frame_logits=frame_logits, clip_logits=self.clip_digit_head(features),
-                    clip_features=features, velocity=velocity)
+                    clip_features=features, velocity=velocity, motion=motion[:, 2 * DIGITS :])
 
     def forward_batch(self, batch: dict) -> dict:
         """The training loop's entry point: a :class:`JudgeClips` batch -> scalars: ``loss`` (digit_loss +
         clip_digit_loss + motion_weight * motion_loss), ``digit_loss`` (per-frame binary cross-entropy),
-        ``clip_digit_loss``, ``motion_loss`` (squared velocity error of the present digits, px^2/frame^2),
-        ``motion_baseline`` (the same for a guess of no motion), ``accuracy`` (share of frames whose
-        predicted digit set is right, see :func:`digits_found`)."""
+        ``clip_digit_loss``, ``velocity_loss`` (squared error of the present classes' velocities,
+        px^2/frame^2), ``stats_loss`` (of the clip's motion statistics), ``motion_loss`` (their sum),
+        ``motion_baseline`` (the same for a guess of no velocity and the batch's mean statistics: what knowing
+        nothing of this clip's motion scores), ``accuracy`` (share of frames whose predicted digit set is
+        right, see :func:`digits_found`)."""
         out = self(batch["video"])
         digits = batch["digits"].float()  # [B, 10]
         frame_targets = digits[:, None, :].expand_as(out["frame_logits"])
@@ -133,12 +165,16 @@ class Judge(nn.Module):
         clip_digit_loss = F.binary_cross_entropy_with_logits(out["clip_logits"], digits)
         present = batch["present"].float()[..., None]  # [B, 10, 1]
         count = 2 * present.sum().clamp(min=1)
-        motion_loss = (present * (out["velocity"] - batch["velocity"]) ** 2).sum() / count
-        motion_baseline = (present * batch["velocity"] ** 2).sum() / count
+        velocity_loss = (present * (out["velocity"] - batch["velocity"]) ** 2).sum() / count
+        stats_loss = F.mse_loss(out["motion"], batch["motion"])
+        motion_baseline = ((present * batch["velocity"] ** 2).sum() / count
+                           + F.mse_loss(batch["motion"].mean(0, keepdim=True).expand_as(batch["motion"]),
+                                        batch["motion"]))
+        motion_loss = velocity_loss + stats_loss
         return dict(
             loss=digit_loss + clip_digit_loss + self.cfg.motion_weight * motion_loss,
-            digit_loss=digit_loss, clip_digit_loss=clip_digit_loss, motion_loss=motion_loss,
-            motion_baseline=motion_baseline,
+            digit_loss=digit_loss, clip_digit_loss=clip_digit_loss, velocity_loss=velocity_loss,
+            stats_loss=stats_loss, motion_loss=motion_loss, motion_baseline=motion_baseline,
             accuracy=digits_found(out["frame_logits"].detach(), digits).float().mean(),
         )
 
@@ -166,6 +202,8 @@ class JudgeClips(torch.utils.data.Dataset):
     - ``digits``: float ``[10]``, multi-hot: the digit classes in the clip (in every frame of it)
     - ``velocity``: float ``[10, 2]``, per class present its mean velocity (dy, dx) over the clip in pixels
       per frame, ``(last corner - first corner) / (T - 1)``, averaged when the class is there twice; 0 else
+    - ``motion``: float ``[3]``, the clip's motion statistics: the mean over its digits and frames of each
+      step's ``|dy|``, ``|dx|`` and length (which a bounce does not cancel), in pixels per frame
     - ``present``: bool ``[10]``, the classes whose velocity is defined (the mask of the motion loss)
     """
 
@@ -184,17 +222,20 @@ class JudgeClips(torch.utils.data.Dataset):
 
     def item(self, index: int, epoch: int) -> dict:
         frames, labels, corners = self.clips.trajectories(index, epoch)
-        steps = max(1, len(frames) - 1)
-        per_digit = (corners[:, -1] - corners[:, 0]).astype(np.float32) / steps  # [num_digits, 2]
-        total = np.zeros((DIGITS, 2), np.float32)
+        steps = np.diff(corners, axis=1).astype(np.float32)  # [num_digits, T-1, 2]
+        if steps.shape[1] == 0:  # a single frame: no motion
+            steps = np.zeros((len(labels), 1, 2), np.float32)
+        velocity = np.zeros((DIGITS, 2), np.float32)
         count = np.zeros(DIGITS, np.float32)
-        np.add.at(total, labels, per_digit)
+        np.add.at(velocity, labels, steps.mean(1))
         np.add.at(count, labels, 1.0)
         present = count > 0
-        total[present] /= count[present, None]
+        velocity[present] /= count[present, None]
+        motion = np.concatenate([np.abs(steps).mean((0, 1)), [np.linalg.norm(steps, axis=-1).mean()]])
         video = torch.from_numpy(frames).float().div_(255.0).sub_(0.5).unsqueeze(0)  # [1, T, H, W]
         return dict(video=video, digits=torch.from_numpy(present.astype(np.float32)),
-                    velocity=torch.from_numpy(total), present=torch.from_numpy(present))
+                    velocity=torch.from_numpy(velocity), motion=torch.from_numpy(motion.astype(np.float32)),
+                    present=torch.from_numpy(present))
 
 
 # ---------------------------------------------------------------------------------------------------
