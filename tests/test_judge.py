@@ -261,3 +261,15 @@ def test_action_following_rejects_bad_inputs():
         action_following(videos * 2, actions)
     with pytest.raises(ValueError, match=r"\[C, T, H, W\] with T >= 2"):
         horizontal_pan(videos[0, :, :1])
+
+
+def test_judge_config_is_validated_like_the_other_sections():
+    with pytest.raises(ValueError, match=r"judge\.widht'.*did you mean 'judge\.width'"):
+        vg.load_config("moving_mnist_lite", ["judge.widht=8"])
+    with pytest.raises(ValueError, match=r"judge\.clip_length.*2 or more"):
+        vg.load_config("moving_mnist_lite", ["judge.clip_length=1"])
+    with pytest.raises(ValueError, match=r"judge\.resolution = 32 disagrees with data\.resolution = 64"):
+        vg.load_config("moving_mnist_lite", ["judge.resolution=32"])
+    cfg = vg.load_config("moving_mnist_lite", ["judge.train.steps=5"])
+    assert cfg.judge.train.steps == 5 and cfg.judge.train.lr == 4e-3  # the judge's own defaults stay
+    assert cfg.judge.resolution == 64

@@ -2,9 +2,15 @@
 
 Tensors are videos laid out ``[B, C, T, H, W]``. A 'SAME' convolution with stride ``s`` maps an axis of
 size ``n`` to ``ceil(n / s)`` whatever the kernel size, odd or even: it pads ``max((out - 1) * s + k - n, 0)``
-in total, half before and the rest after (TensorFlow's convention, which the paper's code follows in
-spirit). Its transpose maps ``n`` to ``n * s`` and is exactly the adjoint of that convolution: a full
-transposed convolution whose surplus ``k - s`` border is cropped, ``(k - s) // 2`` before.
+in total, ``total // 2`` before and the rest after, so an odd extra pixel goes *after*. That is
+TensorFlow's ``padding='SAME'`` and PyTorch's ``padding='same'`` (stride 1 only). The official VideoGPT
+code (``SamePadConv3d`` in ``videogpt/vqvae.py``) pads ``k - s`` in total and puts the odd pixel *before*
+(``(k - s) // 2 + (k - s) % 2`` before, ``(k - s) // 2`` after); the two agree when ``k - s`` is even
+(kernel 4 at stride 2) and differ by one pixel of shift otherwise (kernel 3 at stride 2). This package
+keeps the TensorFlow / PyTorch split on purpose: a layer means what a 'same' convolution means in either
+framework, and the transpose below, which maps ``n`` to ``n * s``, is exactly the adjoint of this
+convolution: a full transposed convolution whose surplus ``k - s`` border is cropped, ``(k - s) // 2``
+before (chapter 2 of the book derives and checks both).
 """
 from __future__ import annotations
 
