@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VQVAE = "mnist_vqvae_lite"
 COMMON = ["prior.hidden=64", "prior.heads=4", "prior.resnet_units=64", "prior.dropout=0.1",
-          "prior.train.batch_size=8", "prior.train.steps=300", "prior.train.lr=1e-3", "prior.train.lr_decay=cosine",
-          "prior.train.warmup_steps=30", "prior.train.log_every=10", "prior.train.checkpoint_every=100",
+          "prior.train.batch_size=8", "prior.train.steps=150", "prior.train.lr=1e-3", "prior.train.lr_decay=cosine",
+          "prior.train.warmup_steps=15", "prior.train.log_every=10", "prior.train.checkpoint_every=50",
           "prior.train.eval_batches=4"]
 ARMS = {  # name -> (label as in the paper's Table 2, overrides)
     "gpt_c": ("GPT (C)", ["prior.frame_cond=true", "prior.layers=4"]),
