@@ -31,6 +31,14 @@ def run(cfg, run_dir, resume=False):
     return fit(vg.VQVAE(cfg.vqvae), data, cfg.vqvae.train, run_dir, resume=resume, progress=False)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def read_log(run_dir):
     return [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
 
@@ -157,11 +165,7 @@ def _ddp_worker(rank, world, port, run_dir, steps):
 
 
 def test_two_processes_match_one(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "ddp"), 4), nprocs=2, join=True)
     run(tiny(4, ["vqvae.train.checkpoint_every=100"]), tmp_path / "single")
     a, b = final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp")
@@ -249,11 +253,7 @@ def _seed_worker(rank, world, port, out_dir):
 
 def test_each_process_draws_its_own_random_numbers(tmp_path):
     # seed + rank (as nanoGPT seeds): dropout masks must differ between processes, rank 0 keeps the 1-process stream
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     mp.spawn(_seed_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
     draws = [float((tmp_path / f"rank{r}.txt").read_text()) for r in range(2)]
     assert draws[0] != draws[1]
