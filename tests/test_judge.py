@@ -227,6 +227,16 @@ def test_horizontal_pan_measures_known_shifts():
     assert horizontal_pan(torch.full((1, 3, 16, 16), 0.5)).tolist() == [0.0, 0.0]  # no texture, no pan
 
 
+def test_horizontal_pan_searches_only_plausible_shifts():
+    # a jump of 20 px in a 48 px frame is past the default window (a quarter of the width, 12 px): it is not
+    # reported as a 20 px pan (on real ViZDoom frames such far peaks were false ones, e.g. -22 px for a left turn)
+    jump = rolling_texture([20])
+    assert abs(horizontal_pan(jump)[0]) <= 13
+    assert horizontal_pan(jump, max_shift=22)[0] == pytest.approx(20, abs=0.05)  # a wider window finds it
+    with pytest.raises(ValueError, match="max_shift must be between 1 and 23 pixels for frames 48 wide"):
+        horizontal_pan(jump, max_shift=24)
+
+
 def test_action_following_recovers_the_pan_of_each_action():
     rng = np.random.default_rng(1)
     videos, actions = [], []

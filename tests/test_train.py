@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import videogen_lite as vg
 from videogen_lite.io import atomic_write, checkpoints_of
-from videogen_lite.train import EpochItems, StepSampler, collate, fit
+from videogen_lite.train import EpochItems, RandomCrops, StepSampler, collate, fit
 
 TINY = ["data.sequence_length=8", "data.resolution=32", "data.variance=0.04", "vqvae.n_hiddens=16",
         "vqvae.res_hiddens=8", "vqvae.n_codes=32", "vqvae.embedding_dim=8", "vqvae.downsample=[2,4,4]",
@@ -79,6 +79,41 @@ def test_training_clips_change_between_epochs_in_any_worker():
     assert not torch.equal(data.item(3, 0)["video"], data.item(3, 1)["video"])
     test = vg.data.MovingMNIST("test", 8, 32, length=8)
     assert torch.equal(test.item(3, 0)["video"], test.item(3, 5)["video"])  # held-out clips never change
+
+
+def test_random_crops_are_aligned_pure_functions_of_seed_epoch_index(tmp_path):
+    data = vg.data.MovingMNIST("train", 8, 32, length=8)
+    crops = RandomCrops(data, (4, 16, 16), align=(2, 4, 4), seed=1)
+    found = set()
+    for index in range(8):
+        for epoch in range(3):
+            clip, crop = data.item(index, epoch)["video"], crops.item(index, epoch)["video"]
+            assert crop.shape == (1, 4, 16, 16)
+            assert torch.equal(crop, crops.item(index, epoch)["video"])  # the same crop when asked again
+            matches = [(t, y, x) for t in range(0, 5, 2) for y in range(0, 17, 4) for x in range(0, 17, 4)
+                       if torch.equal(clip[:, t:t + 4, y:y + 16, x:x + 16], crop)]
+            assert matches  # a window of that epoch's clip, at offsets on the downsampling grid
+            found.update(matches)
+    assert len(found) > 5  # the offsets vary
+    with pytest.raises(ValueError, match="larger than the clip"):
+        RandomCrops(data, (16, 16, 16)).item(0, 0)
+
+
+def test_crop_config_is_checked_and_training_on_crops_runs(tmp_path):
+    with pytest.raises(ValueError, match="vqvae.train.crop"):
+        tiny(extra=["vqvae.train.crop=[3,16,16]"])  # not divisible by downsample t=2
+    with pytest.raises(ValueError, match="vqvae.train.crop"):
+        tiny(extra=["vqvae.train.crop=[16,16,16]"])  # longer than the clip
+    with pytest.raises(ValueError, match="vqvae.train.crop"):
+        tiny(extra=["vqvae.attention=true", "vqvae.train.crop=[4,16,16]"])
+    with pytest.raises(ValueError, match="prior.train.crop"):
+        tiny(extra=["prior.train.crop=[4,16,16]"])
+    cfg = tiny(steps=2, extra=["vqvae.train.crop=[4,16,16]"])
+    data = vg.data.MovingMNIST("train", 8, 32, length=16)
+    crops = RandomCrops(data, cfg.vqvae.train.crop, cfg.vqvae.downsample, cfg.vqvae.train.seed)
+    val = vg.data.MovingMNIST("val", 8, 32, length=4)
+    summary = fit(vg.VQVAE(cfg.vqvae), crops, cfg.vqvae.train, tmp_path, val_set=val, progress=False)
+    assert summary["steps"] == 2 and summary["held_out"]["nmse"] > 0  # evaluated on whole 8x32x32 clips
 
 
 def test_checkpoints_logs_and_keep_last_k(tmp_path):

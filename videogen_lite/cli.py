@@ -54,6 +54,9 @@ def _train(args) -> int:
             cfg.vqvae.data_variance = metrics.data_variance(train_set)
             print(f"data variance measured on the training split: {cfg.vqvae.data_variance:.6f}", file=sys.stderr)
         model = VQVAE(cfg.vqvae)
+        if cfg.vqvae.train.crop is not None:  # held-out metrics stay on whole clips
+            train_set = train.RandomCrops(train_set, cfg.vqvae.train.crop, cfg.vqvae.downsample,
+                                          cfg.vqvae.train.seed)
     else:
         from .gpt import VideoGPT
         from .pretrained import resolve

@@ -48,6 +48,9 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast for the forward pass (GPUs); the codebook stays fp32
     compile: bool = False  # torch.compile the model's fixed-shape parts (model.compile_modules())
     activation_checkpointing: bool = False  # the prior recomputes each block's activations in backward
+    # VQ-VAE only: train on random (t, h, w) crops of each clip (a convolutional VQ-VAE without attention runs
+    # on any size, so it learns from crops and encodes whole clips); null = whole clips
+    crop: list[int] | None = None
 
 
 @dataclass
@@ -269,6 +272,20 @@ def validate_vqvae(v: VQVAEConfig, prefix: str = "vqvae.") -> None:
                     f"not a multiple of {factor}. Choose a sequence_length/resolution divisible by the downsampling."
                 )
     _validate_train(v.train, prefix + "train.")
+    if v.train.crop is not None:
+        crop = list(v.train.crop)
+        if len(crop) != 3 or not all(isinstance(n, int) and n >= 1 for n in crop):
+            _fail(prefix + "train.crop", crop, "null or three positive integers (t, h, w)")
+        if v.attention:
+            _fail(prefix + "train.crop", crop, "null: a VQ-VAE with attention (vqvae.attention = true) has "
+                  "position embeddings of the whole clip's latent shape and trains on whole clips")
+        for axis, n, factor in zip("thw", crop, v.downsample):
+            if n % factor:
+                _fail(prefix + "train.crop", crop, f"sizes divisible by downsample {list(v.downsample)} "
+                      f"(axis {axis}: {n} is not a multiple of {factor})")
+        if None not in (v.sequence_length, v.resolution):
+            if any(n > size for n, size in zip(crop, v.input_shape)):
+                _fail(prefix + "train.crop", crop, f"at most the clip's T x H x W = {list(v.input_shape)}")
 
 
 def _validate_train(t: TrainConfig, prefix: str) -> None:
@@ -281,6 +298,8 @@ def _validate_train(t: TrainConfig, prefix: str) -> None:
         _fail(prefix + "lr_decay", t.lr_decay, "'none' or 'cosine'")
     if t.num_workers < 0:
         _fail(prefix + "num_workers", t.num_workers, "0 or more")
+    if t.crop is not None and not prefix.startswith("vqvae."):
+        _fail(prefix + "crop", t.crop, "null (random crops are for the VQ-VAE stage only)")
 
 
 def validate_judge(j: JudgeConfig, prefix: str = "judge.") -> None:

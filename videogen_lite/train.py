@@ -127,6 +127,33 @@ class EpochItems(Dataset):
         return self.item(index, epoch) if self.item is not None else self.dataset[index]
 
 
+class RandomCrops(Dataset):
+    """Random ``(t, h, w)`` crops of ``dataset``'s clips (``train.crop``), for training a convolutional VQ-VAE
+    on smaller inputs than it encodes later. Offsets are multiples of ``align`` (the downsampling factors), so
+    a crop's latent grid lines up with the whole clip's; each crop is a pure function of
+    ``(seed, epoch, index)``, the same in any worker and after a resume. Items hold only ``video``."""
+
+    def __init__(self, dataset: Dataset, size, align=(1, 1, 1), seed: int = 0):
+        self.dataset, self.size, self.align, self.seed = dataset, tuple(size), tuple(align), seed
+        self.inner = EpochItems(dataset)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.item(index, 0)
+
+    def item(self, index: int, epoch: int) -> dict:
+        video = self.inner[(epoch, index)]["video"]  # [C, T, H, W]
+        full = tuple(video.shape[1:])
+        if any(n > m for n, m in zip(self.size, full)):
+            raise ValueError(f"crop {list(self.size)} is larger than the clip's T x H x W = {list(full)}")
+        rng = np.random.default_rng([self.seed, epoch, index])
+        starts = [int(rng.integers(0, (m - n) // a + 1)) * a for n, m, a in zip(self.size, full, self.align)]
+        (t, y, x), (dt, dy, dx) = starts, self.size
+        return dict(video=video[:, t : t + dt, y : y + dy, x : x + dx].contiguous())
+
+
 def collate(items: list[dict]) -> dict:
     return {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in items[0]}
 
