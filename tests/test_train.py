@@ -81,7 +81,7 @@ def test_training_clips_change_between_epochs_in_any_worker():
     assert torch.equal(test.item(3, 0)["video"], test.item(3, 5)["video"])  # held-out clips never change
 
 
-def test_random_crops_are_aligned_pure_functions_of_seed_epoch_index(tmp_path):
+def test_random_crops_are_aligned_pure_functions_of_seed_epoch_index():
     data = vg.data.MovingMNIST("train", 8, 32, length=8)
     crops = RandomCrops(data, (4, 16, 16), align=(2, 4, 4), seed=1)
     found = set()

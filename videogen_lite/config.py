@@ -271,7 +271,7 @@ def validate_vqvae(v: VQVAEConfig, prefix: str = "vqvae.") -> None:
                     f"{v.sequence_length}x{v.resolution}x{v.resolution} (T x H x W): axis {axis} has size {size}, "
                     f"not a multiple of {factor}. Choose a sequence_length/resolution divisible by the downsampling."
                 )
-    _validate_train(v.train, prefix + "train.")
+    _validate_train(v.train, prefix + "train.", crop_allowed=True)
     if v.train.crop is not None:
         crop = list(v.train.crop)
         if len(crop) != 3 or not all(isinstance(n, int) and n >= 1 for n in crop):
@@ -288,7 +288,7 @@ def validate_vqvae(v: VQVAEConfig, prefix: str = "vqvae.") -> None:
                 _fail(prefix + "train.crop", crop, f"at most the clip's T x H x W = {list(v.input_shape)}")
 
 
-def _validate_train(t: TrainConfig, prefix: str) -> None:
+def _validate_train(t: TrainConfig, prefix: str, crop_allowed: bool = False) -> None:
     for key in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints", "grad_accumulation"):
         if getattr(t, key) < 1:
             _fail(prefix + key, getattr(t, key), "a positive integer")
@@ -298,7 +298,7 @@ def _validate_train(t: TrainConfig, prefix: str) -> None:
         _fail(prefix + "lr_decay", t.lr_decay, "'none' or 'cosine'")
     if t.num_workers < 0:
         _fail(prefix + "num_workers", t.num_workers, "0 or more")
-    if t.crop is not None and not prefix.startswith("vqvae."):
+    if t.crop is not None and not crop_allowed:
         _fail(prefix + "crop", t.crop, "null (random crops are for the VQ-VAE stage only)")
 
 
