@@ -16,7 +16,18 @@ FLOPs of one training step, counting matrix multiplications only (forward + back
 Achieved GFLOP/s is that count over the measured time, against the machine's matmul peak measured
 here with a 2048 x 2048 ``torch.mm`` (CPU: same threads; GPU: 8192 x 8192, in the dtype of the run). On a GPU
 the benchmark also prints tokens/s and the model FLOPs utilisation (MFU: achieved over that measured peak).
-Figures on a machine shared with other jobs are pessimistic.
+
+Sampling ``n`` videos is ``L`` token steps. Step ``i`` (attending over ``p = i + 1`` positions) must read every
+weight matrix once and each layer's cached keys and values of all ``n`` samples, and multiply:
+
+    bytes_i = 4 * N  +  layers * 2 * n * p * hidden * 4       weights + the cache read (fp32)
+    flops_i = 2 * n * N  +  layers * 4 * n * p * hidden        the matmuls + scores and weighted values
+
+Its floor is ``max(bytes_i / bandwidth, flops_i / peak)`` with the bandwidth measured here (a matrix-vector
+product over 256 MiB, ``videogen_lite.cli.memory_bandwidth_gbs``); the benchmark prints the sum over the ``L``
+steps beside the measured time of ``sample_codes`` (the VQ-VAE's decode is timed apart) and the % reached.
+``--kernels`` also prints the weight-streaming rate of one token step's matrix products with ``F.linear`` and
+with the oneDNN-prepacked weights sampling uses. Figures on a machine shared with other jobs are pessimistic.
 """
 from __future__ import annotations
 
@@ -27,7 +38,8 @@ import time
 import torch
 
 import videogen_lite as vg
-from videogen_lite.cli import DTYPES, matmul_peak_gflops
+from videogen_lite import gpt as gpt_module
+from videogen_lite.cli import DTYPES, matmul_peak_gflops, memory_bandwidth_gbs
 from videogen_lite.train import make_optimizer
 
 
@@ -57,6 +69,39 @@ def step_flops(prior: vg.VideoGPT, batch: int) -> float:
     return 6 * matmul_params * tokens + 12 * cfg.layers * batch * prior.length**2 * cfg.hidden
 
 
+def sampling_floor(prior: vg.VideoGPT, n: int, peak_gflops: float, bandwidth_gbs: float) -> dict:
+    """The traffic, compute and roofline floors (seconds) of ``prior.sample_codes(n)``'s ``L`` token steps."""
+    cfg = prior.cfg
+    matmul_params = sum(p.numel() for name, p in prior.named_parameters()
+                        if p.dim() == 2 and name.startswith(("blocks.", "head.")) and "fc_frame" not in name)
+    traffic = compute = roofline = 0.0
+    for p in range(1, prior.length + 1):
+        step_bytes = 4 * matmul_params + cfg.layers * 2 * n * p * cfg.hidden * 4
+        step_flops = 2 * n * matmul_params + cfg.layers * 4 * n * p * cfg.hidden
+        t_bytes, t_flops = step_bytes / bandwidth_gbs / 1e9, step_flops / peak_gflops / 1e9
+        traffic, compute, roofline = traffic + t_bytes, compute + t_flops, roofline + max(t_bytes, t_flops)
+    return {"traffic": traffic, "compute": compute, "roofline": roofline}
+
+
+def kernel_rates(prior: vg.VideoGPT, n: int) -> tuple[float, float | None]:
+    """GB/s of weights streamed by one token step's matrix products over ``n`` rows: ``F.linear``, and the
+    oneDNN-prepacked weights (None where this build cannot pack)."""
+    linears = [m for m in prior.modules() if isinstance(m, gpt_module.Linear)]
+    weight_bytes = sum(m.weight.numel() * 4 for m in linears)
+    inputs = [torch.randn(n, m.in_features) for m in linears]
+
+    def rate(fn) -> float:
+        fn()
+        return weight_bytes / min(_timed(fn) for _ in range(5)) / 1e9
+
+    plain = rate(lambda: [torch.nn.functional.linear(x, m.weight, m.bias) for x, m in zip(inputs, linears)])
+    if not gpt_module.can_pack(linears[0].weight):
+        return plain, None
+    with gpt_module.packed_linears(prior, n):
+        packed = rate(lambda: [m(x) for x, m in zip(inputs, linears)])
+    return plain, packed
+
+
 @torch.no_grad()
 def uncached_estimate(prior: vg.VideoGPT, n: int, points: int = 9) -> float:
     """Seconds for the recompute path's L steps, from timing the step at ``points`` prefix lengths
@@ -81,7 +126,9 @@ def main() -> None:
                         help="fp32, or bf16 autocast (for GPUs with bf16 tensor cores)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3, help="timed training steps (after one warm-up step)")
-    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--samples", type=int, nargs="+", default=[4], help="videos per sampling run, e.g. 4 32")
+    parser.add_argument("--kernels", action="store_true",
+                        help="also print the weight-streaming rate of F.linear against the prepacked weights")
     parser.add_argument("--full-uncached", action="store_true",
                         help="also time the whole recompute sampling path (about half an hour on 2 CPU cores)")
     parser.add_argument("--frame-cond", action="store_true", help="a frame-conditioned prior (ResNet-18)")
@@ -126,25 +173,45 @@ def main() -> None:
         print(f"throughput: {args.batch * prior.length / per_step:,.0f} tokens/s; MFU {100 * flops / per_step / 1e9 / peak:.1f}% "
               f"of the measured {args.dtype} matmul peak; peak memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
-    # sampling, decode included
+    # sampling: the codes against their floors, then the decode
     prior.eval()
-    sample_frames = torch.rand(args.samples, 1, 1, 64, 64, device=device) - 0.5 if args.frame_cond else None
+    bandwidth = memory_bandwidth_gbs(device)
+    print(f"streaming read bandwidth (matrix-vector product over 256 MiB): {bandwidth:.1f} GB/s")
     with autocast:
-        warm = _timed(lambda: prior.sample(1, frames=None if sample_frames is None else sample_frames[:1],
+        warm = _timed(lambda: prior.sample(1, frames=frames[:1] if frames is not None else None,
                                            generator=torch.Generator(device).manual_seed(0)), device)
         print(f"warm-up: sample 1 video with the KV cache: {warm:.2f} s", flush=True)
-        cached = _timed(lambda: prior.sample(args.samples, frames=sample_frames,
-                                             generator=torch.Generator(device).manual_seed(0)), device)
-        target = "  [target <= 3 s]" if device == "cpu" and args.samples == 4 else ""
-        print(f"sample {args.samples} videos with the KV cache: {cached:.2f} s{target}")
-        estimate = uncached_estimate(prior, args.samples)
-        print(f"sample {args.samples} videos without the cache, estimated from 9 prefix lengths: {estimate:.1f} s -> "
-              f"cache speed-up about {estimate / cached:.1f}x")
+        for n in args.samples:
+            sample_frames = torch.rand(n, 1, 1, 64, 64, device=device) - 0.5 if args.frame_cond else None
+            generator = torch.Generator(device).manual_seed(0)
+            codes = None
+
+            def draw() -> None:
+                nonlocal codes
+                codes = prior.sample_codes(n, frames=sample_frames, generator=generator)
+
+            seconds = _timed(draw, device)
+            decode = _timed(lambda: prior.vqvae.decode(codes), device)
+            floor = sampling_floor(prior, n, peak, bandwidth)
+            target = {4: "  [target: 2x the official code]", 32: "  [target: 3x the official code]"}.get(n, "") \
+                if device == "cpu" else ""
+            print(f"sample {n} videos with the KV cache: codes {seconds:.2f} s + decode {decode:.2f} s = "
+                  f"{n / (seconds + decode):.2f} videos/s ({n * prior.length / seconds:,.0f} tokens/s){target}")
+            print(f"  floors of the codes: weights + cache traffic {floor['traffic']:.2f} s at {bandwidth:.1f} GB/s, "
+                  f"matmuls {floor['compute']:.2f} s at {peak:.1f} GFLOP/s, roofline {floor['roofline']:.2f} s -> "
+                  f"{100 * floor['roofline'] / seconds:.0f}% of the floor reached", flush=True)
+            if args.kernels and device == "cpu":
+                plain, packed = kernel_rates(prior, n)
+                packed_text = "not available in this build" if packed is None else f"{packed:.1f} GB/s"
+                print(f"  one token step's matrix products over {n} rows stream the weights at: F.linear "
+                      f"{plain:.1f} GB/s, prepacked (oneDNN) {packed_text}")
+        n = args.samples[0]
+        estimate = uncached_estimate(prior, n)
+        print(f"sample {n} videos without the cache, estimated from 9 prefix lengths: {estimate:.1f} s")
         if args.full_uncached:
-            uncached = _timed(lambda: prior.sample(args.samples, frames=sample_frames, use_cache=False,
-                                                   generator=torch.Generator(device).manual_seed(0)), device)
-            print(f"sample {args.samples} videos without the cache (whole prefix every step): {uncached:.1f} s -> "
-                  f"cache speed-up {uncached / cached:.1f}x  [target >= 5x]")
+            uncached = _timed(lambda: prior.sample(n, use_cache=False, generator=torch.Generator(device).manual_seed(0),
+                                                   frames=None if frames is None else frames[:1].expand(n, -1, -1, -1, -1)), device)
+            print(f"sample {n} videos without the cache (whole prefix every step): {uncached:.1f} s")
 
 
 if __name__ == "__main__":

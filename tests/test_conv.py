@@ -35,6 +35,26 @@ def test_transposed_conv_multiplies_by_stride_and_is_the_adjoint(t, h, k, s):
     assert torch.allclose((conv(x) * y).sum(), (x * convt(y)).sum(), rtol=1e-4, atol=1e-4)
 
 
+@settings(max_examples=20, deadline=None)
+@given(t=sizes, k=st.integers(2, 5), s=st.integers(1, 3))
+def test_transposed_conv_equals_the_full_transposed_conv_cropped(t, k, s):
+    """Even surpluses k - s are cropped by the layer's own padding, odd ones after the full convolution: both
+    must equal the full transposed convolution with (k - s) // 2 cropped before and the rest after."""
+    if k < s:
+        return
+    torch.manual_seed(0)
+    kernel, stride = (k, 4, 3), (s, 2, 2)  # one axis of each kind: surplus k - s, 2 (even), 1 (odd)
+    layer = SamePadConvTranspose3d(3, 2, kernel, stride).double()
+    full = torch.nn.ConvTranspose3d(3, 2, kernel, stride).double()
+    full.load_state_dict(layer.convt.state_dict())
+    x = torch.randn(2, 3, t, 3, 4, dtype=torch.float64)
+    y = full(x)
+    (a, b, c) = ((kk - ss) // 2 for kk, ss in zip(kernel, stride))
+    expected = y[:, :, a : a + t * s, b : b + 3 * 2, c : c + 4 * 2]
+    assert layer.padding[1] == 1 and layer.padding[2] == 0
+    assert torch.allclose(layer(x), expected, atol=1e-12)
+
+
 def test_same_padding_keeps_a_centered_impulse_centered():
     conv = SamePadConv3d(1, 1, 3, 1, bias=False)
     conv.conv.weight.data.zero_()

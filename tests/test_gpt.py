@@ -81,6 +81,34 @@ def test_cached_and_uncached_sampling_draw_the_same_codes(tiny_cfg, conditioned)
     assert torch.equal(cached, uncached)
 
 
+def test_prepacked_sampling_weights_match_f_linear_and_draw_the_same_codes(tiny_cfg, monkeypatch):
+    from videogen_lite import gpt
+
+    prior = make_prior(tiny_cfg, frame_cond=True, action_dim=12)
+    randomise_action_norms(prior)
+    _, frames, actions = inputs(prior, b=3)
+    linears = [m for m in prior.modules() if isinstance(m, gpt.Linear)]
+    assert len(linears) == 4 * prior.cfg.layers + 1  # qkv, proj, fc, proj per block, and the head
+    assert not gpt.can_pack(linears[0].weight)  # too small to pay for packing: F.linear
+    monkeypatch.setattr(gpt, "PACK_MIN_WEIGHTS", 0)  # pack the tiny prior's matrices too
+    if not gpt.can_pack(linears[0].weight):
+        pytest.skip("this PyTorch build has no oneDNN to prepack with")
+    x = torch.randn(3, 1, linears[0].in_features)
+    with gpt.packed_linears(prior, 3):
+        assert all(m.packed is not None for m in linears)
+        packed = linears[0](x)
+        other_rows = linears[0](x[:2])  # packed for 3 rows: 2 rows take F.linear
+    assert all(m.packed is None for m in linears)  # dropped on exit
+    plain = torch.nn.functional.linear(x, linears[0].weight, linears[0].bias)
+    assert packed.shape == plain.shape and torch.allclose(packed, plain, atol=1e-5)
+    assert torch.allclose(other_rows, plain[:2], atol=1e-6)
+    kwargs = {"frames": frames, "actions": actions, "generator": None}
+    with_packing = prior.sample_codes(3, **{**kwargs, "generator": torch.Generator().manual_seed(2)})
+    monkeypatch.setattr(gpt, "PACK_SAMPLING_WEIGHTS", False)
+    without = prior.sample_codes(3, **{**kwargs, "generator": torch.Generator().manual_seed(2)})
+    assert torch.equal(with_packing, without)
+
+
 def test_sampling_is_deterministic_for_a_seeded_generator(tiny_cfg):
     prior = make_prior(tiny_cfg)
     a = prior.sample(2, generator=torch.Generator().manual_seed(3))

@@ -161,6 +161,23 @@ def matmul_peak_gflops(device: str = "cpu", dtype: torch.dtype = torch.float32, 
     return 2 * size**3 / best / 1e9
 
 
+def memory_bandwidth_gbs(device: str = "cpu", repeats: int = 5) -> float:
+    """Measured streaming-read bandwidth in GB/s: a matrix-vector product over a 256 MiB fp32 matrix (far larger
+    than any cache; the read pattern of a token step), best of ``repeats``. The traffic floor of the benchmarks."""
+    import time
+
+    matrix = torch.randn(8192, 8192, device=device)
+    vector = torch.randn(8192, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        torch.mv(matrix, vector)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return matrix.numel() * 4 / best / 1e9
+
+
 def _bench(args) -> int:
     import subprocess
 

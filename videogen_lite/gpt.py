@@ -20,6 +20,7 @@ an Axial Transformer instead of the GPT blocks (:mod:`videogen_lite.axial`).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -62,13 +63,68 @@ def action_window(actions: torch.Tensor | None, action_dim: int, first: int = 0)
     return actions[:, first : first + action_dim // size]
 
 
+class Linear(nn.Linear):
+    """``nn.Linear`` (the same parameters and state-dict keys) that can multiply by a oneDNN-prepacked copy of
+    its weight while a CPU prior samples (:func:`packed_linears`).
+
+    A token step multiplies a few rows by every weight matrix of the model, so its time is the time to stream
+    the weights; ``F.linear`` packs the weight again on every call and streams it at about a quarter of the
+    memory bandwidth, the prepacked layout at about twice that rate (``benchmarks/prior.py --kernels``). The
+    products agree up to float rounding; training never packs.
+    """
+
+    packed: tuple[int, torch.Tensor] | None = None  # (the rows it was packed for, the packed weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        packed = self.packed
+        if packed is not None and x.numel() == packed[0] * x.shape[-1]:
+            out = torch.ops.mkldnn._linear_pointwise(x.reshape(packed[0], -1), packed[1], self.bias, "none", [], "")
+            return out.view(*x.shape[:-1], out.shape[-1])
+        return F.linear(x, self.weight, self.bias)
+
+
+PACK_SAMPLING_WEIGHTS = True  # set False to sample with plain F.linear (the benchmarks compare both)
+# A prepacked product costs about 50 us more per call than F.linear (measured on two cores) and streams the
+# weight about twice as fast: it pays from about 128 Ki weights (512 KiB) up, e.g. hidden 384's matrices
+# (147 Ki to 590 Ki weights), not hidden 128's (16 Ki to 64 Ki), whose token steps are bound by per-call costs.
+PACK_MIN_WEIGHTS = 128 * 1024
+
+
+def can_pack(weight: torch.Tensor) -> bool:
+    """Whether ``weight`` is prepacked for sampling: a float32 CPU matrix of at least ``PACK_MIN_WEIGHTS``
+    entries, in a PyTorch build with oneDNN."""
+    return (PACK_SAMPLING_WEIGHTS and weight.device.type == "cpu" and weight.dtype == torch.float32
+            and weight.numel() >= PACK_MIN_WEIGHTS and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+
+
+@contextmanager
+def packed_linears(model: nn.Module, rows: int):
+    """Inside the block, every :class:`Linear` of ``model`` multiplies inputs of ``rows`` rows (one token step
+    of ``rows`` samples) by a oneDNN-prepacked copy of its weight; other inputs, and builds without oneDNN,
+    take ``F.linear``. The copies are dropped on exit."""
+    linears = [m for m in model.modules() if isinstance(m, Linear) and can_pack(m.weight)]
+    try:
+        for m in linears:
+            m.packed = (rows, torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), rows))
+    except RuntimeError:  # a oneDNN that cannot pack this shape: sample with F.linear
+        pass
+    try:
+        yield
+    finally:
+        for m in linears:
+            m.__dict__.pop("packed", None)
+
+
 @dataclass
 class Condition:
     """What a sample is conditioned on, computed once: each block's projected frame features
-    ``[B, h*w, 4 hidden]`` (the frame's share of the MLP's first layer) and the flattened actions ``[B, A]``."""
+    ``[B, h*w, 4 hidden]`` (the frame's share of the MLP's first layer), the flattened actions ``[B, A]``,
+    and the position table ``[L, D]`` (learned tables are summed once, not at every token step)."""
 
     frame_terms: list[torch.Tensor] | None
     actions: torch.Tensor | None
+    positions: torch.Tensor
 
     def frame_rows(self, layer: int, offset: int, n: int, grid: int) -> torch.Tensor | None:
         """Block ``layer``'s frame term at positions ``offset .. offset+n-1``: position ``p`` reads the feature
@@ -104,8 +160,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, attention_dropout: float, layers: int):
         super().__init__()
         self.heads, self.head_dim, self.attention_dropout = heads, dim // heads, attention_dropout
-        self.qkv = nn.Linear(dim, 3 * dim)  # one fused projection for queries, keys and values
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim)  # one fused projection for queries, keys and values
+        self.proj = Linear(dim, dim)
         nn.init.normal_(self.qkv.weight, std=0.02)
         nn.init.normal_(self.proj.weight, std=0.02 / math.sqrt(2 * layers))  # residual branches start small
         nn.init.zeros_(self.qkv.bias)
@@ -113,7 +169,7 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, offset: int = 0) -> torch.Tensor:
         b, n, _ = x.shape
-        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # [B, heads, n, d] each
         p = self.attention_dropout if self.training else 0.0
         if cache is None:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # [B, heads, n, d]
@@ -122,14 +178,16 @@ class CausalSelfAttention(nn.Module):
             cache.keys[layer, :, :, offset:end] = k
             cache.values[layer, :, :, offset:end] = v
             keys, values = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]  # [B, heads, end, d]
-            if n == 1:  # one new position sees every cached one
-                out = F.scaled_dot_product_attention(q, keys, values)
+            if n == 1:  # one new position sees every cached one: two matrix-vector products per head, which
+                # stream the cache faster than the fused CPU kernel does for a single query (same sums, rounded apart)
+                scores = torch.matmul(q * self.head_dim**-0.5, keys.transpose(-1, -2))  # [B, heads, 1, end]
+                out = torch.matmul(scores.softmax(dim=-1), values)
             elif offset == 0:  # a prefill: causal among the new positions
                 out = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
             else:  # new position offset+i sees positions <= offset+i
                 mask = torch.ones(n, end, dtype=torch.bool, device=x.device).tril(offset)
                 out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-        return self.proj(rearrange(out, "b h n d -> b n (h d)"))
+        return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
 
 class MLP(nn.Module):
@@ -142,9 +200,9 @@ class MLP(nn.Module):
 
     def __init__(self, dim: int, frame_dim: int, layers: int):
         super().__init__()
-        self.fc = nn.Linear(dim, 4 * dim)
+        self.fc = Linear(dim, 4 * dim)
         self.fc_frame = nn.Linear(frame_dim, 4 * dim, bias=False) if frame_dim else None
-        self.proj = nn.Linear(4 * dim, dim)
+        self.proj = Linear(4 * dim, dim)
         for linear in (self.fc, self.fc_frame):
             if linear is not None:
                 nn.init.normal_(linear.weight, std=0.02)
@@ -224,7 +282,7 @@ class VideoGPT(nn.Module):
         else:
             self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.norm = make_norm(cfg.hidden, cfg.action_dim)
-        self.head = nn.Linear(cfg.hidden, self.n_codes, bias=False)
+        self.head = Linear(cfg.hidden, self.n_codes, bias=False)
         nn.init.normal_(self.head.weight, std=0.02)
         self.activation_checkpointing = False  # set by the training loop (train.activation_checkpointing)
         self.vqvae.eval()
@@ -291,7 +349,7 @@ class VideoGPT(nn.Module):
 
     def condition(self, batch: int, frames: torch.Tensor | None, actions: torch.Tensor | None) -> Condition:
         """Check the conditioning against the config and compute it once: the frame features projected for
-        every block and the flattened actions ``[B, action_dim]``."""
+        every block, the flattened actions ``[B, action_dim]`` and the position table ``[L, D]``."""
         cfg, vq = self.cfg, self.vqvae.cfg
         frame_shape = [batch, vq.channels, cfg.n_cond_frames, vq.resolution, vq.resolution]
         if cfg.frame_cond and frames is None:
@@ -318,7 +376,7 @@ class VideoGPT(nn.Module):
         if frames is not None:
             features = self.frame_encoder(frames)  # [B, h*w, resnet_units]
             terms = [block.mlp.fc_frame(features) for block in self.mlp_blocks()]  # [B, h*w, 4 hidden] each
-        return Condition(terms, actions)
+        return Condition(terms, actions, rearrange(self.position(), "t h w d -> (t h w) d"))
 
     # -----------------------------------------------------------------------------------------------
     # the one forward pass
@@ -342,7 +400,7 @@ class VideoGPT(nn.Module):
         n = x.shape[1]
         if offset + n > self.length:
             raise ValueError(f"positions {offset}..{offset + n - 1} run past the prior's {self.length} positions")
-        h = self.embedded(x, offset)
+        h = self.embedded(x, offset, cond)
         if self.axial is not None:
             h = self.axial(h, cond, offset, cache, self.grid, self.activation_checkpointing and self.training)
         else:
@@ -355,10 +413,9 @@ class VideoGPT(nn.Module):
                     h = block(h, frame_term, cond.actions, cache, layer, offset)
         return self.head(apply_norm(self.norm, h, cond.actions))  # [B, n, n_codes]
 
-    def embedded(self, x: torch.Tensor, offset: int) -> torch.Tensor:
+    def embedded(self, x: torch.Tensor, offset: int, cond: Condition) -> torch.Tensor:
         """Input vectors ``[B, n, D]`` at positions ``offset ..``, plus their position embeddings (and dropout)."""
-        position = rearrange(self.position(), "t h w d -> (t h w) d")[offset : offset + x.shape[1]]  # [n, D]
-        return self.dropout(x + position)
+        return self.dropout(x + cond.positions[offset : offset + x.shape[1]])
 
     def forward(self, x: torch.Tensor, frames: torch.Tensor | None = None,
                 actions: torch.Tensor | None = None) -> dict:
@@ -463,7 +520,8 @@ class VideoGPT(nn.Module):
                 threads = torch.get_num_threads()
                 torch.set_num_threads(self.sampling_threads(n, threads))
                 try:
-                    sampler(codes, known, frames, actions, temperature, top_k, generator, use_cache, bar)
+                    with packed_linears(self, n) if use_cache else nullcontext():
+                        sampler(codes, known, frames, actions, temperature, top_k, generator, use_cache, bar)
                 finally:
                     torch.set_num_threads(threads)
                     bar.close()
@@ -472,11 +530,16 @@ class VideoGPT(nn.Module):
             return codes.view(n, length, h, w)
 
     def sampling_threads(self, n: int, available: int) -> int:
-        """CPU threads for sampling ``n`` videos: one token step of a few videos is too little work to split
-        (waiting for a second thread costs more than the matmuls), a batch of many is not."""
+        """CPU threads for sampling ``n`` videos, from the work of one token step: ``n`` rows through every
+        weight matrix. A big step (at least 2^20 weights to stream, or 2^24 multiply-adds) is worth splitting;
+        a small one is bound by per-call costs, which a second thread only adds to (more so on a busy
+        machine). Measured on two cores: hidden 384 x 8 layers (14 M weights), 1 video 15.4 s on one thread and
+        11.7 s on two; the lite prior (hidden 128 x 4 layers, 0.8 M weights) 16 videos 5.7 s and 6.0 s,
+        32 videos 13.6 s and 10.7 s, 64 videos 23.8 s and 13.5 s."""
         if self.start.device.type != "cpu":
             return available
-        return available if n * self.cfg.hidden >= 16 * 384 else 1
+        weights = sum(m.weight.numel() for m in self.modules() if isinstance(m, Linear))
+        return available if weights >= 2**20 or n * weights >= 2**24 else 1
 
     def _check_sampling(self, n, frames, actions, temperature, top_k, prime, prime_steps, length) -> None:
         t = self.latent_shape[0]
@@ -557,9 +620,9 @@ class VideoGPT(nn.Module):
             if use_cache:
                 row, column = divmod(p, w)
                 if row != context_row:  # the outer decoder, once per row: rows before it are all known now
-                    whole = self.embedded(self.window_inputs(window, 0, self.length), 0)
+                    whole = self.embedded(self.window_inputs(window, 0, self.length), 0, cond)
                     context, context_row = self.axial.context(whole, cond, self.grid), row
-                row_inputs = self.embedded(self.window_inputs(window, row * w, w), row * w)
+                row_inputs = self.embedded(self.window_inputs(window, row * w, w), row * w, cond)
                 h = self.axial.inner_rows(row_inputs, context[:, row : row + 1], cond, row, self.grid)  # [n, w, D]
                 logits = self.head(apply_norm(self.norm, h[:, column], cond.actions))
             else:  # the whole window again, unknown codes as zeros (the masks keep them out)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from IPython.display import HTML
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from .viz import tile, to_uint8
 
@@ -511,14 +511,31 @@ def reconstruct(vqvae, video: torch.Tensor) -> dict:
             "nmse": float(out["nmse"]), "frame_nmse": frame_nmse}
 
 
+def error_colour_bar(height: int, vmax: float, width: int = 58) -> np.ndarray:
+    """A labelled vertical colour bar for the error heat map, uint8 ``[height, width, 3]``: magma from 0
+    (bottom) to ``vmax`` (top), the two values written beside it and ``|error|`` between them."""
+    image = Image.new("RGB", (width, height), "white")
+    top, bottom = 6, height - 6
+    ramp = (matplotlib.colormaps["magma"](np.linspace(1, 0, bottom - top))[:, :3] * 255).astype(np.uint8)
+    image.paste(Image.fromarray(np.repeat(ramp[:, None], 10, axis=1)), (4, top))
+    draw = ImageDraw.Draw(image)
+    draw.text((17, top), f"{vmax:.2f}", fill="black")
+    draw.text((17, (top + bottom) // 2 - 5), "|error|", fill="black")
+    draw.text((17, bottom - 11), "0", fill="black")
+    return np.asarray(image)
+
+
 def render_reconstruction(result: dict, t: int) -> bytes:
-    """PNG of frame ``t``: original | reconstruction | absolute error (magma, scaled to the clip's largest error)."""
+    """PNG of frame ``t``: original | reconstruction | absolute error (magma, scaled to the clip's largest error,
+    with a colour bar in pixel units of [0, 1])."""
     frames = to_uint8(torch.stack([result["original"][:, t], result["recon"][:, t]], 0)[:, :, None])[:, 0]
     frames = np.repeat(frames, 3, axis=-1) if frames.shape[-1] == 1 else frames  # [2, H, W, 3]
-    error = (result["error"][t] / result["error"].max().clamp_min(1e-8)).numpy()
+    largest = float(result["error"].max())
+    error = (result["error"][t] / max(largest, 1e-8)).numpy()
     heat = (matplotlib.colormaps["magma"](error)[..., :3] * 255).astype(np.uint8)  # [H, W, 3]
     gap = np.full((frames.shape[1], 2, 3), 255, np.uint8)
-    return png_bytes(upscale(np.concatenate([frames[0], gap, frames[1], gap, heat], axis=1)))
+    panels = upscale(np.concatenate([frames[0], gap, frames[1], gap, heat], axis=1))
+    return png_bytes(np.concatenate([panels, error_colour_bar(panels.shape[0], largest)], axis=1))
 
 
 def reconstruction_scrubber(vqvae, video) -> W.VBox:
