@@ -183,15 +183,10 @@ def main() -> None:
         print(f"warm-up: sample 1 video with the KV cache: {warm:.2f} s", flush=True)
         for n in args.samples:
             sample_frames = torch.rand(n, 1, 1, 64, 64, device=device) - 0.5 if args.frame_cond else None
-            generator = torch.Generator(device).manual_seed(0)
-            codes = None
-
-            def draw() -> None:
-                nonlocal codes
-                codes = prior.sample_codes(n, frames=sample_frames, generator=generator)
-
-            seconds = _timed(draw, device)
-            decode = _timed(lambda: prior.vqvae.decode(codes), device)
+            drawn = []  # the codes, kept for the decode
+            seconds = _timed(lambda n=n, f=sample_frames, out=drawn: out.append(prior.sample_codes(
+                n, frames=f, generator=torch.Generator(device).manual_seed(0))), device)
+            decode = _timed(lambda codes=drawn[0]: prior.vqvae.decode(codes), device)
             floor = sampling_floor(prior, n, peak, bandwidth)
             target = {4: "  [target: 2x the official code]", 32: "  [target: 3x the official code]"}.get(n, "") \
                 if device == "cpu" else ""
