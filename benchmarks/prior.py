@@ -72,8 +72,7 @@ def step_flops(prior: vg.VideoGPT, batch: int) -> float:
 def sampling_floor(prior: vg.VideoGPT, n: int, peak_gflops: float, bandwidth_gbs: float) -> dict:
     """The traffic, compute and roofline floors (seconds) of ``prior.sample_codes(n)``'s ``L`` token steps."""
     cfg = prior.cfg
-    matmul_params = sum(p.numel() for name, p in prior.named_parameters()
-                        if p.dim() == 2 and name.startswith(("blocks.", "head.")) and "fc_frame" not in name)
+    matmul_params = sum(m.weight.numel() for m in prior.modules() if isinstance(m, gpt_module.Linear))
     traffic = compute = roofline = 0.0
     for p in range(1, prior.length + 1):
         step_bytes = 4 * matmul_params + cfg.layers * 2 * n * p * cfg.hidden * 4

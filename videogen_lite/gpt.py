@@ -104,16 +104,20 @@ def packed_linears(model: nn.Module, rows: int):
     of ``rows`` samples) by a oneDNN-prepacked copy of its weight; other inputs, and builds without oneDNN,
     take ``F.linear``. The copies are dropped on exit."""
     linears = [m for m in model.modules() if isinstance(m, Linear) and can_pack(m.weight)]
+
+    def unpack() -> None:
+        for m in linears:
+            m.__dict__.pop("packed", None)
+
     try:
         for m in linears:
             m.packed = (rows, torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), rows))
-    except RuntimeError:  # a oneDNN that cannot pack this shape: sample with F.linear
-        pass
+    except RuntimeError:  # a oneDNN that cannot pack these shapes: the whole model samples with F.linear
+        unpack()
     try:
         yield
     finally:
-        for m in linears:
-            m.__dict__.pop("packed", None)
+        unpack()
 
 
 @dataclass
