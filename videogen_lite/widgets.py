@@ -460,7 +460,7 @@ def codebook_explorer(vqvae, video) -> W.VBox:
     counts = torch.bincount(codes.flatten(), minlength=n_codes)
     order = sorted(range(n_codes), key=lambda k: (-int(counts[k]), k))
     controls = {
-        "t": W.IntSlider(value=0, min=0, max=codes.shape[0] - 1, description="latent t"),
+        "t": W.IntSlider(value=0, min=0, max=codes.shape[0] - 1, description="latent i_t"),
         "code": W.Dropdown(options=[(f"{k} ({int(counts[k])} positions)", k) for k in order], value=order[0],
                            description="code"),
     }
