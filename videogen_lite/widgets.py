@@ -476,7 +476,7 @@ def codebook_explorer(vqvae, video) -> W.VBox:
         outputs["decoded"].value = decoded_cache[code]
         outputs["usage"].value = usage_histogram(codes, n_codes, code)
         box.highlighted = code_positions(codes[t], code)
-        status.value = (f"code {code}: {int(box.highlighted.sum())} of {codes[t].numel()} cells at t = {t}, "
+        status.value = (f"code {code}: {int(box.highlighted.sum())} of {codes[t].numel()} cells at i_t = {t}, "
                         f"{int(counts[code])} of {codes.numel()} in the whole video")
 
     captions = {"where": "where (frame | code grid)", "decoded": "a grid of only this code, decoded",
