@@ -13,6 +13,8 @@ videogen-lite train vqvae --config moving_mnist_lite --out "$runs/mnist_vqvae_li
 videogen-lite train vqvae --config moving_mnist_lite --out "$runs/mnist_vqvae_lite_cpu" --threads 2
 videogen-lite train vqvae --config moving_mnist_lite --out "$runs/mnist_vqvae_lite_attention_cpu" --threads 2 \
     vqvae.attention=true
+# chapter 6's live prior learns on the codes of this one: one digit at 32x32, 4x4x4 codes of 128 (2 CPU cores)
+videogen-lite train vqvae --config moving_mnist_one_digit --out "$runs/mnist_one_digit_vqvae" --threads 2
 videogen-lite train prior --config moving_mnist_lite --vqvae "$runs/mnist_vqvae_lite" --out "$runs/mnist_prior_lite"
 
 videogen-lite data vizdoom --scenario health_gathering_supreme --episodes 300 --length 100 --seed 0 \
@@ -20,7 +22,8 @@ videogen-lite data vizdoom --scenario health_gathering_supreme --episodes 300 --
 videogen-lite train vqvae --config vizdoom_hgs_lite --out "$runs/vizdoom_vqvae_lite"
 videogen-lite train prior --config vizdoom_hgs_lite --vqvae "$runs/vizdoom_vqvae_lite" --out "$runs/vizdoom_prior_lite"
 
-for name in mnist_vqvae_lite_cpu mnist_vqvae_lite_attention_cpu mnist_prior_lite vizdoom_prior_lite; do
+for name in mnist_vqvae_lite_cpu mnist_vqvae_lite_attention_cpu mnist_one_digit_vqvae mnist_prior_lite \
+    vizdoom_prior_lite; do
   python tools/add_checkpoint.py "$runs/$name" "$name" --commit "$commit" --note "$note"
 done
 python tools/add_checkpoint.py "$runs/mnist_vqvae_lite" mnist_vqvae_lite --inside mnist_prior_lite \
