@@ -59,6 +59,26 @@ def test_yaml_file_with_base(tmp_path):
     assert cfg.vqvae.n_codes == 128 and cfg.vqvae.n_hiddens == 240 and cfg.name == "mine"
 
 
+def test_an_inherited_data_variance_is_dropped_when_the_data_changes(tmp_path):
+    # moving_mnist's 0.039 describes two digits at 64x64; one digit at 32x32 has about twice the variance
+    base = vg.load_config("moving_mnist_lite")
+    assert base.data.variance == base.vqvae.data_variance == pytest.approx(0.039048)
+    assert vg.load_config("moving_mnist_lite", ["data.sequence_length=8"]).data.variance == base.data.variance
+    for overrides in (["data.resolution=32"], ["data.num_digits=1"], ["data.channels=3"]):
+        cfg = vg.load_config("moving_mnist_lite", overrides)
+        assert cfg.data.variance is None and cfg.vqvae.data_variance is None, overrides
+    kept = vg.load_config("moving_mnist_lite", ["data.variance=0.07", "data.resolution=32"])
+    assert kept.data.variance == kept.vqvae.data_variance == 0.07
+    # the same in a YAML file: its own variance is kept, an inherited one is not
+    path = tmp_path / "one_digit.yaml"
+    path.write_text("base: moving_mnist_lite\ndata:\n  num_digits: 1\n")
+    assert vg.load_config(path).data.variance is None
+    path.write_text("base: moving_mnist_lite\ndata:\n  num_digits: 1\n  variance: 0.08\n")
+    assert vg.load_config(path).data.variance == 0.08
+    assert vg.load_config(path, ["data.num_digits=2"]).data.variance is None
+    assert vg.load_config("moving_mnist_one_digit").data.variance == pytest.approx(0.075062)
+
+
 def test_vqvae_copy_of_data_shape_must_agree():
     with pytest.raises(ValueError, match="disagrees with data.resolution"):
         vg.load_config("moving_mnist", ["vqvae.resolution=32"])

@@ -15,7 +15,8 @@ A page passes when:
   no TeX error;
 - if it was made from a notebook, it has a launch link to Google Colab for that notebook.
 
-A full-page screenshot of each page is saved under ``--screenshots`` (default: ``screenshots`` beside
+A full-page screenshot of each page (in parts, NAME.png, NAME.2.png, ..., for pages taller than
+16,000 px) is saved under ``--screenshots`` (default: ``screenshots`` beside
 the HTML folder, i.e. ``_build/screenshots``).
 
 The book must work offline, so by default the browser cannot reach any host but 127.0.0.1 (every
@@ -407,11 +408,19 @@ def screenshot(devtools: DevTools, session: str, path: Path, report: PageReport)
             session=session,
         )
         devtools.drain(0.3)
-    shot = devtools.call("Page.captureScreenshot", {"format": "png"}, session=session, timeout=120)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(base64.b64decode(shot["data"]))
-    if content > MAX_SCREENSHOT_HEIGHT:
-        report.notes.append(f"screenshot cut at {MAX_SCREENSHOT_HEIGHT}px of {content}px")
+    # A page taller than one capture is saved in parts, scrolled as a reader would: NAME.png, NAME.2.png, ...
+    parts = 0
+    for top in range(0, max(content, 1), MAX_SCREENSHOT_HEIGHT):
+        if top:
+            devtools.call("Runtime.evaluate", {"expression": f"window.scrollTo(0, {top})"}, session=session)
+            devtools.drain(0.3)
+        shot = devtools.call("Page.captureScreenshot", {"format": "png"}, session=session, timeout=120)
+        parts += 1
+        name = path if parts == 1 else path.with_name(f"{path.stem}.{parts}{path.suffix}")
+        name.write_bytes(base64.b64decode(shot["data"]))
+    if parts > 1:
+        report.notes.append(f"screenshot in {parts} parts of up to {MAX_SCREENSHOT_HEIGHT}px ({content}px)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,7 +64,7 @@ class DataConfig:
     resolution: int = 64
     num_digits: int = 2  # Moving MNIST only
     action_size: int = 0  # per-step action vector size of the dataset (0 = no actions)
-    variance: float | None = None  # data variance for NMSE; None = measured on the training split
+    variance: float | None = None  # data variance for NMSE; None = measured on the training split (load_config)
     seed: int = 0
 
 
@@ -425,14 +425,41 @@ def load_config(name_or_path: str | Path | dict = "moving_mnist_lite", overrides
     """Load a shipped config by name (``"bair"``) or a YAML path, apply overrides, validate.
 
     A YAML file may start with ``base: NAME`` to inherit a shipped config and change only some keys.
+    ``data.variance`` is inherited only while the data keep the pixel statistics it was measured for: a
+    file or an override that changes ``data.name``, ``channels``, ``resolution`` or ``num_digits`` without
+    setting ``data.variance`` too leaves it None, measured on the training split when training starts.
     """
     if isinstance(name_or_path, dict):
         values, name = dict(name_or_path), name_or_path.get("name", "custom")
     else:
         values, name = _read_yaml(name_or_path)
-    while "base" in values:
-        base_values, _ = _read_yaml(values.pop("base"))
-        values = _merge(base_values, values)
+    chain = [values]                               # the file, its base, the base's base, ...
+    while "base" in chain[-1]:
+        chain.append(_read_yaml(chain[-1].pop("base"))[0])
+    values, measured_for = {}, None                # measured_for: the data that data.variance describes
+    for layer in reversed(chain):
+        values = _merge(values, layer)
+        if "variance" in (layer.get("data") or {}):
+            measured_for = _data_identity(values)
     values.setdefault("name", name)
+    if any(item.split("=", 1)[0].strip() == "data.variance" for item in overrides or []):
+        measured_for = None                        # set by the caller for the data as overridden
     values = apply_overrides(values, overrides or [])
+    data = values.get("data") or {}
+    if measured_for is not None and data.get("variance") is not None and _data_identity(values) != measured_for:
+        # A variance measured for other data (say two digits at 64x64, inherited by a one-digit 32x32
+        # config) would scale the NMSE wrongly: leave it unknown, to be measured on the training split
+        # (the command line does so and prints it). Set data.variance again to keep a value.
+        values["data"] = {**data, "variance": None}
     return from_dict(values)
+
+
+# Data keys that change the pixel statistics, hence the data variance: a config that changes one of them
+# and inherits data.variance from its base gets it measured instead. (data.path is not among them: the
+# same dataset may lie anywhere.)
+_VARIANCE_KEYS = ("name", "channels", "resolution", "num_digits")
+
+
+def _data_identity(values: dict) -> tuple:
+    data, defaults = values.get("data") or {}, DataConfig()
+    return tuple(data.get(key, getattr(defaults, key)) for key in _VARIANCE_KEYS)
