@@ -2,6 +2,7 @@
 
     python benchmarks/prior.py [--threads 2] [--steps 3] [--full-uncached] [--frame-cond]
     python benchmarks/prior.py --device cuda --dtype bf16 [--batch 32]     # on a GPU: tokens/s and MFU
+    python benchmarks/prior.py --samples 4 32 --weights fp32 bf16          # the opt-in bf16 sampling path
 
 The shape of the paper's Moving MNIST prior (Table 6): latents 4x16x16 (L = 1,024 tokens), 512 codes,
 hidden 384, 8 layers, 4 heads, dropout 0.1; batch 4. The VQ-VAE is untrained and narrow (n_hiddens 32):
@@ -26,6 +27,9 @@ weight matrix once and each layer's cached keys and values of all ``n`` samples,
 Its floor is ``max(bytes_i / bandwidth, flops_i / peak)`` with the bandwidth measured here (a matrix-vector
 product over 256 MiB, ``videogen_lite.cli.memory_bandwidth_gbs``); the benchmark prints the sum over the ``L``
 steps beside the measured time of ``sample_codes`` (the VQ-VAE's decode is timed apart) and the % reached.
+``--weights fp32 bf16`` also samples with ``sample_codes(..., weights="bf16")`` (a bfloat16 copy of the GPT:
+2 bytes per weight and cached value, floors counted so, its compute floor at the bf16 matmul peak) and prints
+how much the rounding moves the held-out bits/dim of the shipped ``mnist_prior_lite`` (64 test clips).
 ``--kernels`` also prints the weight-streaming rate of one token step's matrix products with ``F.linear`` and
 with the oneDNN-prepacked weights sampling uses. Figures on a machine shared with other jobs are pessimistic.
 """
@@ -69,13 +73,14 @@ def step_flops(prior: vg.VideoGPT, batch: int) -> float:
     return 6 * matmul_params * tokens + 12 * cfg.layers * batch * prior.length**2 * cfg.hidden
 
 
-def sampling_floor(prior: vg.VideoGPT, n: int, peak_gflops: float, bandwidth_gbs: float) -> dict:
-    """The traffic, compute and roofline floors (seconds) of ``prior.sample_codes(n)``'s ``L`` token steps."""
+def sampling_floor(prior: vg.VideoGPT, n: int, peak_gflops: float, bandwidth_gbs: float, element_bytes: int = 4) -> dict:
+    """The traffic, compute and roofline floors (seconds) of ``prior.sample_codes(n)``'s ``L`` token steps,
+    with ``element_bytes`` per weight and cached value (4: fp32, 2: bf16)."""
     cfg = prior.cfg
     matmul_params = sum(m.weight.numel() for m in prior.modules() if isinstance(m, gpt_module.Linear))
     traffic = compute = roofline = 0.0
     for p in range(1, prior.length + 1):
-        step_bytes = 4 * matmul_params + cfg.layers * 2 * n * p * cfg.hidden * 4
+        step_bytes = element_bytes * (matmul_params + cfg.layers * 2 * n * p * cfg.hidden)
         step_flops = 2 * n * matmul_params + cfg.layers * 4 * n * p * cfg.hidden
         t_bytes, t_flops = step_bytes / bandwidth_gbs / 1e9, step_flops / peak_gflops / 1e9
         traffic, compute, roofline = traffic + t_bytes, compute + t_flops, roofline + max(t_bytes, t_flops)
@@ -99,6 +104,20 @@ def kernel_rates(prior: vg.VideoGPT, n: int) -> tuple[float, float | None]:
     with gpt_module.packed_linears(prior, n):
         packed = rate(lambda: [m(x) for x, m in zip(inputs, linears)])
     return plain, packed
+
+
+@torch.no_grad()
+def held_out_bits_per_dim(weights: str, clips: int = 64) -> float:
+    """Bits/dim of the shipped ``mnist_prior_lite`` on the first ``clips`` held-out Moving MNIST clips, with
+    the prior in ``weights`` precision (``VideoGPT.with_weights``)."""
+    prior = vg.pretrained("mnist_prior_lite").with_weights(weights)
+    test = vg.data.MovingMNIST("test")  # 16 frames of 64 x 64, two digits: the data it was trained on
+    total = 0.0
+    for start in range(0, clips, 16):
+        video = torch.stack([test[i]["video"] for i in range(start, min(clips, start + 16))])
+        frames = video[:, :, : prior.cfg.n_cond_frames] if prior.cfg.frame_cond else None
+        total += float(prior(video, frames=frames)["bits_per_dim"]) * video.shape[0]
+    return total / clips
 
 
 @torch.no_grad()
@@ -126,6 +145,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3, help="timed training steps (after one warm-up step)")
     parser.add_argument("--samples", type=int, nargs="+", default=[4], help="videos per sampling run, e.g. 4 32")
+    parser.add_argument("--weights", nargs="+", choices=sorted(gpt_module.SAMPLING_WEIGHTS), default=["fp32"],
+                        help="sampling precisions to time (sample_codes(..., weights=...)), e.g. fp32 bf16")
     parser.add_argument("--kernels", action="store_true",
                         help="also print the weight-streaming rate of F.linear against the prepacked weights")
     parser.add_argument("--full-uncached", action="store_true",
@@ -180,25 +201,39 @@ def main() -> None:
         warm = _timed(lambda: prior.sample(1, frames=frames[:1] if frames is not None else None,
                                            generator=torch.Generator(device).manual_seed(0)), device)
         print(f"warm-up: sample 1 video with the KV cache: {warm:.2f} s", flush=True)
+        peaks = {"fp32": peak, "bf16": peak if dtype == torch.bfloat16 else matmul_peak_gflops(device, torch.bfloat16)} \
+            if "bf16" in args.weights else {"fp32": peak}
         for n in args.samples:
             sample_frames = torch.rand(n, 1, 1, 64, 64, device=device) - 0.5 if args.frame_cond else None
-            drawn = []  # the codes, kept for the decode
-            seconds = _timed(lambda n=n, f=sample_frames, out=drawn: out.append(prior.sample_codes(
-                n, frames=f, generator=torch.Generator(device).manual_seed(0))), device)
-            decode = _timed(lambda codes=drawn[0]: prior.vqvae.decode(codes), device)
-            floor = sampling_floor(prior, n, peak, bandwidth)
-            target = {4: "  [target: 2x the official code]", 32: "  [target: 3x the official code]"}.get(n, "") \
-                if device == "cpu" else ""
-            print(f"sample {n} videos with the KV cache: codes {seconds:.2f} s + decode {decode:.2f} s = "
-                  f"{n / (seconds + decode):.2f} videos/s ({n * prior.length / seconds:,.0f} tokens/s){target}")
-            print(f"  floors of the codes: weights + cache traffic {floor['traffic']:.2f} s at {bandwidth:.1f} GB/s, "
-                  f"matmuls {floor['compute']:.2f} s at {peak:.1f} GFLOP/s, roofline {floor['roofline']:.2f} s -> "
-                  f"{100 * floor['roofline'] / seconds:.0f}% of the floor reached", flush=True)
+            drawn, timed = [], {}  # the codes, kept for the decode; seconds per precision
+            for weights in args.weights:
+                seconds = _timed(lambda n=n, f=sample_frames, out=drawn, w=weights: out.append(prior.sample_codes(
+                    n, frames=f, generator=torch.Generator(device).manual_seed(0), weights=w)), device)
+                timed[weights] = seconds
+                decode = _timed(lambda codes=drawn[0]: prior.vqvae.decode(codes), device)
+                element_bytes = 2 if weights == "bf16" else 4
+                floor = sampling_floor(prior, n, peaks[weights], bandwidth, element_bytes)
+                target = {4: "  [target: 2x the official code]", 32: "  [target: 3x the official code]"}.get(n, "") \
+                    if device == "cpu" and weights == "fp32" else ""
+                print(f"sample {n} videos with the KV cache, {weights} weights: codes {seconds:.2f} s + decode "
+                      f"{decode:.2f} s = {n / (seconds + decode):.2f} videos/s ({n * prior.length / seconds:,.0f} "
+                      f"tokens/s){target}")
+                print(f"  floors of the codes: weights + cache traffic {floor['traffic']:.2f} s at {bandwidth:.1f} GB/s "
+                      f"({element_bytes} bytes per value), matmuls {floor['compute']:.2f} s at {peaks[weights]:.1f} "
+                      f"GFLOP/s, roofline {floor['roofline']:.2f} s -> {100 * floor['roofline'] / seconds:.0f}% of the "
+                      "floor reached", flush=True)
+            if len(timed) > 1:
+                print(f"  {' / '.join(timed)}: {' : '.join(f'{timed[args.weights[0]] / s:.2f}' for s in timed.values())}"
+                      f" (speed relative to {args.weights[0]})")
             if args.kernels and device == "cpu":
                 plain, packed = kernel_rates(prior, n)
                 packed_text = "not available in this build" if packed is None else f"{packed:.1f} GB/s"
                 print(f"  one token step's matrix products over {n} rows stream the weights at: F.linear "
                       f"{plain:.1f} GB/s, prepacked (oneDNN) {packed_text}")
+        if "bf16" in args.weights:
+            exact, rounded = held_out_bits_per_dim("fp32"), held_out_bits_per_dim("bf16")
+            print(f"held-out bits/dim of the shipped mnist_prior_lite (64 test clips): fp32 {exact:.4f}, bf16 weights "
+                  f"{rounded:.4f} ({rounded - exact:+.4f})")
         n = args.samples[0]
         estimate = uncached_estimate(prior, n)
         print(f"sample {n} videos without the cache, estimated from 9 prefix lengths: {estimate:.1f} s")

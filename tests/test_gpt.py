@@ -120,6 +120,44 @@ def test_sampling_is_deterministic_for_a_seeded_generator(tiny_cfg):
     assert not prior.training  # sampling restores the mode it found
 
 
+@pytest.mark.parametrize("attention", ["full", "axial"])
+def test_bf16_sampling_is_an_opt_in_copy_that_leaves_the_fp32_prior_exact(tiny_cfg, attention):
+    from videogen_lite import gpt
+
+    prior = make_prior(tiny_cfg, frame_cond=True, action_dim=12, attention=attention)
+    randomise_action_norms(prior)
+    codes, frames, actions = inputs(prior, b=2)
+    before = {k: v.clone() for k, v in prior.state_dict().items()}
+    with torch.no_grad():
+        exact = prior(codes, frames, actions)["bits_per_dim"]
+    twin = prior.with_weights("bf16")
+    assert twin is not prior and twin.vqvae is prior.vqvae  # the frozen VQ-VAE is shared, not copied
+    assert all(p.dtype == torch.bfloat16 for name, p in twin.named_parameters() if not name.startswith("vqvae."))
+    assert next(prior.vqvae.parameters()).dtype == torch.float32
+    assert prior.with_weights("fp32") is prior and twin.with_weights("bf16") is twin
+    with torch.no_grad():
+        rounded = twin(codes, frames, actions)["bits_per_dim"]
+    assert rounded.dtype == torch.float32 and abs(float(rounded) - float(exact)) < 0.02  # rounding, not a new model
+    kwargs = {"frames": frames, "actions": actions, "temperature": 0.9}
+
+    def seeded():
+        return torch.Generator().manual_seed(5)
+
+    a = prior.sample_codes(2, generator=seeded(), weights="bf16", **kwargs)
+    b = prior.sample_codes(2, generator=seeded(), weights="bf16", **kwargs)
+    assert a.shape == (2, *prior.latent_shape) and a.dtype == torch.long and torch.equal(a, b)
+    assert 0 <= int(a.min()) and int(a.max()) < prior.n_codes
+    video = prior.sample(2, generator=seeded(), weights="bf16", **kwargs)
+    assert video.dtype == torch.float32 and video.shape == (2, 1, 8, 32, 32)  # decoded by the fp32 VQ-VAE
+    # the fp32 default is untouched: the same state, and "fp32" is the default path itself
+    assert all(torch.equal(before[k], v) for k, v in prior.state_dict().items())
+    assert torch.equal(prior.sample_codes(2, generator=seeded(), **kwargs),
+                       prior.sample_codes(2, generator=seeded(), weights="fp32", **kwargs))
+    with pytest.raises(ValueError, match=r"weights must be one of \['bf16', 'fp32'\].*'int4'"):
+        prior.sample_codes(2, weights="int4", **kwargs)
+    assert set(gpt.SAMPLING_WEIGHTS) == {"fp32", "bf16"}
+
+
 def test_top_k_one_is_greedy(tiny_cfg):
     prior = make_prior(tiny_cfg)
     codes = prior.sample_codes(1, top_k=1, generator=torch.Generator().manual_seed(0))
@@ -279,6 +317,8 @@ def test_train_prior_and_sample_from_the_command_line(tmp_path, capsys):
     assert cli_main(["sample", "--prior", str(prior_dir), "--n", "2", "--prime", "test", "--prime-steps", "1",
                      "--length", "5", "--out", str(gif)]) == 0
     assert Image.open(gif).n_frames == 10
+    assert cli_main(["sample", "--prior", str(prior_dir), "--n", "2", "--weights", "bf16", "--out", str(gif)]) == 0
+    assert Image.open(gif).n_frames == 8
     assert cli_main(["sample", "--prior", str(vq_dir), "--n", "2", "--out", str(gif)]) == 2
     assert "is a VQVAE, not a prior" in capsys.readouterr().err
 

@@ -19,6 +19,7 @@ an Axial Transformer instead of the GPT blocks (:mod:`videogen_lite.axial`).
 """
 from __future__ import annotations
 
+import copy
 import math
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from .metrics import bits_per_dim
 from .vqvae import VQVAE
 
 SAMPLING_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+# the precisions a prior can sample in (``sample(..., weights=...)``, :meth:`VideoGPT.with_weights`)
+SAMPLING_WEIGHTS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def make_norm(dim: int, action_dim: int) -> nn.Module:
@@ -92,8 +95,9 @@ PACK_MIN_WEIGHTS = 128 * 1024
 
 def can_pack(weight: torch.Tensor) -> bool:
     """Whether ``weight`` is prepacked for sampling: a float32 CPU matrix of at least ``PACK_MIN_WEIGHTS``
-    entries, in a PyTorch build with oneDNN."""
-    return (PACK_SAMPLING_WEIGHTS and weight.device.type == "cpu" and weight.dtype == torch.float32
+    entries, in a PyTorch build with oneDNN (or a bfloat16 one, where oneDNN has bfloat16 kernels)."""
+    bf16 = weight.dtype == torch.bfloat16 and getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
+    return (PACK_SAMPLING_WEIGHTS and weight.device.type == "cpu" and (weight.dtype == torch.float32 or bf16)
             and weight.numel() >= PACK_MIN_WEIGHTS and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
@@ -182,10 +186,13 @@ class CausalSelfAttention(nn.Module):
             cache.keys[layer, :, :, offset:end] = k
             cache.values[layer, :, :, offset:end] = v
             keys, values = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]  # [B, heads, end, d]
-            if n == 1:  # one new position sees every cached one: two matrix-vector products per head, which
-                # stream the cache faster than the fused CPU kernel does for a single query (same sums, rounded apart)
+            if n == 1 and q.dtype == torch.float32:  # one new position sees every cached one: two matrix-vector
+                # products per head, which stream an fp32 cache faster than the fused CPU kernel does for a single
+                # query (same sums, rounded apart)
                 scores = torch.matmul(q * self.head_dim**-0.5, keys.transpose(-1, -2))  # [B, heads, 1, end]
                 out = torch.matmul(scores.softmax(dim=-1), values)
+            elif n == 1:  # a bfloat16 cache: the fused kernel streams it fastest (matmul copies it first)
+                out = F.scaled_dot_product_attention(q, keys, values)
             elif offset == 0:  # a prefill: causal among the new positions
                 out = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
             else:  # new position offset+i sees positions <= offset+i
@@ -375,10 +382,10 @@ class VideoGPT(nn.Module):
             if actions.dim() != 3 or actions.shape[0] != batch or actions.shape[1] * actions.shape[2] != cfg.action_dim:
                 raise ValueError(f"expected actions [B, T', A] with B = {batch} and T' x A = prior.action_dim = "
                                  f"{cfg.action_dim}, got shape {list(actions.shape)}")
-            actions = actions.flatten(1).float()  # [B, action_dim]
+            actions = actions.flatten(1).to(self.start.dtype)  # [B, action_dim], in the prior's precision
         terms = None
         if frames is not None:
-            features = self.frame_encoder(frames)  # [B, h*w, resnet_units]
+            features = self.frame_encoder(frames.to(self.start.dtype))  # [B, h*w, resnet_units]
             terms = [block.mlp.fc_frame(features) for block in self.mlp_blocks()]  # [B, h*w, 4 hidden] each
         return Condition(terms, actions, rearrange(self.position(), "t h w d -> (t h w) d"))
 
@@ -427,7 +434,7 @@ class VideoGPT(nn.Module):
         cond = self.condition(codes.shape[0], frames, actions)
         targets = codes.flatten(1)  # [B, L]
         logits = self.decoder(self.inputs(targets[:, :-1], with_start=True), cond)  # [B, L, n_codes]
-        loss = F.cross_entropy(rearrange(logits, "b l k -> (b l) k"), targets.flatten())
+        loss = F.cross_entropy(rearrange(logits.float(), "b l k -> (b l) k"), targets.flatten())
         return {"loss": loss, "bits_per_dim": bits_per_dim(loss), "logits": logits.view(*codes.shape, self.n_codes)}
 
     def forward_batch(self, batch: dict) -> dict:
@@ -484,7 +491,8 @@ class VideoGPT(nn.Module):
     def sample_codes(self, n: int, frames: torch.Tensor | None = None, actions: torch.Tensor | None = None,
                      temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None,
                      use_cache: bool = True, progress: bool = False, prime: torch.Tensor | None = None,
-                     prime_steps: int | None = None, length: int | None = None) -> torch.Tensor:
+                     prime_steps: int | None = None, length: int | None = None,
+                     weights: str | None = None) -> torch.Tensor:
         """Draw ``n`` code grids ``LongTensor [n, length, h, w]``, one code at a time in ``(t, h, w)`` order.
 
         - ``prime`` (codes ``[n, t', h, w]`` or a video ``[n, C, T', H, W]``) and ``prime_steps = k``: the first
@@ -501,7 +509,16 @@ class VideoGPT(nn.Module):
         With ``use_cache`` the known prefix runs through the model once (the prefill) and every new position
         alone against the :class:`KVCache`; without, every step re-runs the whole window. Both draw with
         ``torch.multinomial(..., generator=generator)`` in the same order and give the same codes.
+
+        ``weights``: ``None`` samples in the prior's own precision (fp32 as trained and loaded: exact);
+        ``"bf16"`` samples with a bfloat16 copy of the GPT (:meth:`with_weights`): half the weight and KV-cache
+        traffic, and oneDNN's bfloat16 matrix kernels where the CPU has them (AMX, AVX-512 BF16). Its
+        probabilities are rounded, so it draws other codes than fp32 from the same seed; on a CPU without
+        bfloat16 instructions it is slower, not faster (``benchmarks/prior.py --weights`` measures both).
         """
+        if weights is not None and SAMPLING_WEIGHTS.get(weights) != self.start.dtype:
+            return self.with_weights(weights).sample_codes(n, frames, actions, temperature, top_k, generator,
+                                                           use_cache, progress, prime, prime_steps, length)
         t, h, w = self.latent_shape
         length = t if length is None else length
         self._check_sampling(n, frames, actions, temperature, top_k, prime, prime_steps, length)
@@ -532,6 +549,25 @@ class VideoGPT(nn.Module):
             finally:
                 self.train(was_training)
             return codes.view(n, length, h, w)
+
+    def with_weights(self, weights: str) -> VideoGPT:
+        """This prior in the precision ``weights`` (``"fp32"`` or ``"bf16"``, :data:`SAMPLING_WEIGHTS`): itself
+        when it is already in it, else an eval-mode copy of the GPT in that precision (its activations and KV
+        cache too) that shares this prior's frozen VQ-VAE, which stays as it is. ``prior.with_weights("bf16")(x)``
+        gives the bits/dim of the rounded model (the loss is summed in fp32)."""
+        if weights not in SAMPLING_WEIGHTS:
+            raise ValueError(f"weights must be one of {sorted(SAMPLING_WEIGHTS)} (the precision to sample in), "
+                             f"got {weights!r}")
+        dtype = SAMPLING_WEIGHTS[weights]
+        if self.start.dtype == dtype:
+            return self
+        twin = copy.deepcopy(self, memo={id(self.vqvae): self.vqvae})  # the VQ-VAE is shared, not copied
+        for child in twin.children():
+            if child is not self.vqvae:
+                child.to(dtype)
+        for name, param in list(twin._parameters.items()):  # the start token
+            twin._parameters[name] = nn.Parameter(param.detach().to(dtype), requires_grad=False)
+        return twin.eval().requires_grad_(False)
 
     def sampling_threads(self, n: int, available: int) -> int:
         """CPU threads for sampling ``n`` videos, from the work of one token step: ``n`` rows through every
@@ -646,16 +682,17 @@ class VideoGPT(nn.Module):
     def sample(self, n: int, frames: torch.Tensor | None = None, actions: torch.Tensor | None = None,
                temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None,
                use_cache: bool = True, progress: bool = False, prime: torch.Tensor | None = None,
-               prime_steps: int | None = None, length: int | None = None) -> torch.Tensor:
+               prime_steps: int | None = None, length: int | None = None, weights: str | None = None) -> torch.Tensor:
         """Sample ``n`` videos: float ``[n, C, T, H, W]`` in [0, 1] (codes from :meth:`sample_codes`, decoded
         by the VQ-VAE and shifted from [-0.5, 0.5]).
 
         ``frames [n, C, F, H, W]`` and ``actions [n, T', A]`` as in :meth:`forward`; ``temperature`` divides
         the logits, ``top_k`` keeps only the k most likely codes at each step; a seeded ``generator`` makes
-        the result reproducible; ``prime``, ``prime_steps`` and ``length`` as in :meth:`sample_codes`.
+        the result reproducible; ``prime``, ``prime_steps``, ``length`` and ``weights`` as in :meth:`sample_codes`
+        (the VQ-VAE decodes in fp32 whatever ``weights`` says).
         """
         codes = self.sample_codes(n, frames, actions, temperature, top_k, generator, use_cache, progress,
-                                  prime, prime_steps, length)
+                                  prime, prime_steps, length, weights)
         if codes.shape[1] != self.latent_shape[0] and self.vqvae.cfg.attention:
             raise ValueError(f"this VQ-VAE has axial attention over a fixed {self.latent_shape} grid and decodes only "
                              f"{self.latent_shape[0]} latent steps; sample_codes(length={codes.shape[1]}) and decode "
