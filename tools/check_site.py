@@ -12,7 +12,9 @@ A page passes when:
 - every ``<img>`` decoded (``complete`` and ``naturalWidth > 0``) and every ``<video>`` loaded its
   metadata without a media error;
 - if it holds maths (Sphinx's ``.math`` elements), MathJax loaded and typeset every one of them, with
-  no TeX error;
+  no TeX error; and no TeX was left as text outside them (``$$`` or a command such as ``\\frac`` in the page's prose,
+  not in code: a display equation that Markdown broke apart, e.g. a line starting with ``+``, or ``$$``
+  inside a paragraph that paired the dollars wrongly);
 - if it was made from a notebook, it has a launch link to Google Colab for that notebook.
 
 A full-page screenshot of each page (in parts, NAME.png, NAME.2.png, ..., for pages taller than
@@ -110,6 +112,30 @@ PAGE_PROBE = r"""
   } else if (window.MathJax) {
     mathjax = "configured, but its script did not load";
   }
+  // TeX that reached the page as text: outside maths, code and scripts, "$$" or a TeX command
+  const rawTex = [];
+  const walker = document.createTreeWalker(document.querySelector("main") || document.body, NodeFilter.SHOW_TEXT);
+  const notProse = "pre, code, script, style, textarea, .math, mjx-container, .highlight, .output";
+  const tex = /\$\$|\\[A-Za-z]{2,}/;   // prose has no backslash commands; TeX that missed MathJax does
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.parentElement && !node.parentElement.closest(notProse) && tex.test(node.textContent)) {
+      rawTex.push(node.textContent.trim().slice(0, 80));
+    }
+  }
+  // a "$" left beside a typeset maths element: "$$" inside a paragraph paired as "$" + "$...$" + "$"
+  for (const el of maths) {
+    const before = el.previousSibling, after = el.nextSibling;
+    if ((before && before.nodeType === Node.TEXT_NODE && /\$\s*$/.test(before.textContent)) ||
+        (after && after.nodeType === Node.TEXT_NODE && /^\s*\$/.test(after.textContent))) {
+      rawTex.push("a stray $ beside " + el.textContent.trim().slice(0, 60));
+    }
+  }
+  // display equations wider than the text column (cut off, or a scroll bar under them)
+  const wideMaths = Array.from(document.querySelectorAll("mjx-container[display='true']"))
+    .filter((el) => el.parentElement && el.scrollWidth > el.parentElement.clientWidth + 2)
+    .map((el) => `${el.scrollWidth} px in ${el.parentElement.clientWidth} px: ` +
+                 (el.parentElement.textContent || "").trim().slice(0, 50));
   const describe = (el) => (el.currentSrc || el.src || el.getAttribute("src") || el.outerHTML.slice(0, 80)).slice(0, 120);
   return {
     title: document.title,
@@ -122,6 +148,8 @@ PAGE_PROBE = r"""
     untypesetMaths: maths.filter((el) => !el.querySelector("mjx-container")).map((el) => el.textContent.trim().slice(0, 60)),
     mathErrors: Array.from(document.querySelectorAll("mjx-merror")).map((el) => (el.getAttribute("data-mjx-error") || el.textContent).slice(0, 80)),
     mathjax: mathjax,
+    rawTex: rawTex,
+    wideMaths: wideMaths,
     colabLinks: Array.from(document.querySelectorAll("a[href*='colab.research.google.com']")).map((a) => a.href),
   };
 })()
@@ -332,6 +360,10 @@ def check_facts(report: PageReport, facts: dict, relative: Path, html_dir: Path)
             report.errors.append(f"maths not typeset: {tex}")
         for message in facts["mathErrors"]:
             report.errors.append(f"TeX error: {message}")
+    for text in facts["wideMaths"]:
+        report.warnings.append(f"display equation wider than the column: {text}")
+    for text in facts["rawTex"]:
+        report.errors.append(f"TeX left as text (Markdown broke an equation apart?): {text}")
     notebook = Path("_sources") / relative.with_suffix(".ipynb")
     if (html_dir / notebook).exists():
         wanted = relative.with_suffix(".ipynb").as_posix()
