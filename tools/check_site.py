@@ -136,6 +136,12 @@ PAGE_PROBE = r"""
     .filter((el) => el.parentElement && el.scrollWidth > el.parentElement.clientWidth + 2)
     .map((el) => `${el.scrollWidth} px in ${el.parentElement.clientWidth} px: ` +
                  (el.parentElement.textContent || "").trim().slice(0, 50));
+  // tables wider than the text column (the last columns cut off or scrolled out of sight)
+  const column = document.querySelector("main article") || document.querySelector("main") || document.body;
+  const wideTables = Array.from(document.querySelectorAll("main table"))
+    .filter((el) => el.getBoundingClientRect().width > column.clientWidth + 2)
+    .map((el) => `${Math.round(el.getBoundingClientRect().width)} px in ${column.clientWidth} px: ` +
+                 (el.textContent || "").trim().replace(/\s+/g, " ").slice(0, 50));
   const describe = (el) => (el.currentSrc || el.src || el.getAttribute("src") || el.outerHTML.slice(0, 80)).slice(0, 120);
   return {
     title: document.title,
@@ -150,6 +156,7 @@ PAGE_PROBE = r"""
     mathjax: mathjax,
     rawTex: rawTex,
     wideMaths: wideMaths,
+    wideTables: wideTables,
     colabLinks: Array.from(document.querySelectorAll("a[href*='colab.research.google.com']")).map((a) => a.href),
   };
 })()
@@ -360,6 +367,8 @@ def check_facts(report: PageReport, facts: dict, relative: Path, html_dir: Path)
             report.errors.append(f"maths not typeset: {tex}")
         for message in facts["mathErrors"]:
             report.errors.append(f"TeX error: {message}")
+    for text in facts["wideTables"]:
+        report.warnings.append(f"table wider than the column: {text}")
     for text in facts["wideMaths"]:
         report.warnings.append(f"display equation wider than the column: {text}")
     for text in facts["rawTex"]:
