@@ -17,6 +17,9 @@ A page passes when:
   inside a paragraph that paired the dollars wrongly);
 - if it was made from a notebook, it has a launch link to Google Colab for that notebook.
 
+Display equations and tables wider than the text column (cut off, or scrolled out of sight) are listed
+as warnings.
+
 A full-page screenshot of each page (in parts, NAME.png, NAME.2.png, ..., for pages taller than
 16,000 px) is saved under ``--screenshots`` (default: ``screenshots`` beside
 the HTML folder, i.e. ``_build/screenshots``).
