@@ -513,7 +513,8 @@ class VideoGPT(nn.Module):
         ``weights``: ``None`` samples in the prior's own precision (fp32 as trained and loaded: exact);
         ``"bf16"`` samples with a bfloat16 copy of the GPT (:meth:`with_weights`): half the weight and KV-cache
         traffic, and oneDNN's bfloat16 matrix kernels where the CPU has them (AMX, AVX-512 BF16). Its
-        probabilities are rounded, so it draws other codes than fp32 from the same seed; on a CPU without
+        probabilities are rounded, so it draws other codes than fp32 from the same seed (and its cached and
+        uncached paths, whose kernels round differently, other codes from each other); on a CPU without
         bfloat16 instructions it is slower, not faster (``benchmarks/prior.py --weights`` measures both).
         """
         if weights is not None and SAMPLING_WEIGHTS.get(weights) != self.start.dtype:
