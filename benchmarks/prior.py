@@ -210,7 +210,7 @@ def main() -> None:
                 seconds = _timed(lambda n=n, f=sample_frames, out=drawn, w=weights: out.append(prior.sample_codes(
                     n, frames=f, generator=torch.Generator(device).manual_seed(0), weights=w)), device)
                 timed[weights] = seconds
-                decode = _timed(lambda codes=drawn[0]: prior.vqvae.decode(codes), device)
+                decode = _timed(lambda codes=drawn[-1]: prior.vqvae.decode(codes), device)  # the codes just drawn
                 element_bytes = 2 if weights == "bf16" else 4
                 floor = sampling_floor(prior, n, peaks[weights], bandwidth, element_bytes)
                 target = {4: "  [target: 2x the official code]", 32: "  [target: 3x the official code]"}.get(n, "") \

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .config import config_names, load_config, to_dict
+from .gpt import SAMPLING_WEIGHTS
 
 
 def _train(args) -> int:
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="latent time steps of --prime to keep (1 = the first 4 frames at 4x time downsampling)")
     sample_p.add_argument("--length", type=int, default=None,
                           help="latent time steps to sample; beyond the trained length a sliding window rolls on")
-    sample_p.add_argument("--weights", choices=["fp32", "bf16"], default=None,
+    sample_p.add_argument("--weights", choices=sorted(SAMPLING_WEIGHTS), default=None,
                           help="sample in the prior's own precision (default, exact) or with a bfloat16 copy of it "
                                "(faster on CPUs with bf16 instructions and on GPUs; other codes from the same seed)")
     sample_p.add_argument("--out", required=True, help="an .mp4 or .gif file")
