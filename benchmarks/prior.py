@@ -31,7 +31,9 @@ steps beside the measured time of ``sample_codes`` (the VQ-VAE's decode is timed
 2 bytes per weight and cached value, floors counted so, its compute floor at the bf16 matmul peak) and prints
 how much the rounding moves the held-out bits/dim of the shipped ``mnist_prior_lite`` (64 test clips).
 ``--kernels`` also prints the weight-streaming rate of one token step's matrix products with ``F.linear`` and
-with the oneDNN-prepacked weights sampling uses. Figures on a machine shared with other jobs are pessimistic.
+with the oneDNN-prepacked weights sampling uses, and the rate at which one query reads a layer's fp32 cache:
+two matrix-vector products (q @ keys^T, probs @ values), the package's keys @ q with an ``embedding_bag``
+weighted sum of the values, and a plain sum over the same bytes. Figures on a machine shared with other jobs are pessimistic.
 """
 from __future__ import annotations
 
@@ -107,6 +109,43 @@ def kernel_rates(prior: vg.VideoGPT, n: int) -> tuple[float, float | None]:
 
 
 @torch.no_grad()
+def attention_rates(prior: vg.VideoGPT, n: int, positions: int | None = None) -> dict[str, float]:
+    """GB/s of one layer's fp32 keys and values read by a single query of ``n`` samples over ``positions`` cached
+    positions (the whole prior by default): the two matrix-vector products q @ keys^T, probs @ values; the
+    package's keys @ q with an embedding_bag weighted sum of the values (``gpt.attend_to_cache``); and a plain sum
+    over the same cache, the streaming rate to compare with. Medians over calls that cycle through the layers; with
+    few samples a layer's cache is small enough that part of it may still be in the last-level cache."""
+    cfg = prior.cfg
+    d, end = cfg.hidden // cfg.heads, positions or prior.length
+    cache = gpt_module.KVCache(cfg.layers, n, cfg.heads, prior.length, d, torch.float32, torch.device("cpu"))
+    cache.keys.normal_()
+    cache.values.normal_()
+    q = torch.randn(n, cfg.heads, 1, d)
+
+    def matmuls(i: int) -> torch.Tensor:
+        scores = torch.matmul(q, cache.keys[i, :, :, :end].transpose(-1, -2))  # [n, heads, 1, end]
+        return torch.matmul(scores.softmax(-1), cache.values[i, :, :, :end])
+
+    def package(i: int) -> torch.Tensor:
+        return gpt_module.attend_to_cache(q, cache, i, end)
+
+    def plain_sum(i: int) -> torch.Tensor:
+        return cache.keys[i, :, :, :end].sum() + cache.values[i, :, :, :end].sum()
+
+    if not torch.allclose(matmuls(0), package(0), atol=1e-5):
+        raise AssertionError("the two ways of attending over the cache disagree")
+    layer_bytes = 2 * n * cfg.heads * end * d * 4
+    rates = {}
+    for name, fn in (("q @ keys^T, probs @ values", matmuls), ("keys @ q, embedding_bag", package),
+                     ("plain sum", plain_sum)):
+        fn(0)
+        # each call reads the next layer's cache, as a token step does
+        seconds = statistics.median(_timed(lambda i=i, fn=fn: fn(i % cfg.layers)) for i in range(3 * cfg.layers))
+        rates[name] = layer_bytes / seconds / 1e9
+    return rates
+
+
+@torch.no_grad()
 def held_out_bits_per_dim(weights: str, clips: int = 64) -> float:
     """Bits/dim of the shipped ``mnist_prior_lite`` on the first ``clips`` held-out Moving MNIST clips, with
     the prior in ``weights`` precision (``VideoGPT.with_weights``)."""
@@ -148,7 +187,8 @@ def main() -> None:
     parser.add_argument("--weights", nargs="+", choices=sorted(gpt_module.SAMPLING_WEIGHTS), default=["fp32"],
                         help="sampling precisions to time (sample_codes(..., weights=...)), e.g. fp32 bf16")
     parser.add_argument("--kernels", action="store_true",
-                        help="also print the weight-streaming rate of F.linear against the prepacked weights")
+                        help="also print the weight-streaming rates of F.linear against the prepacked weights, and of the "
+                             "cached attention kernels")
     parser.add_argument("--full-uncached", action="store_true",
                         help="also time the whole recompute sampling path (about half an hour on 2 CPU cores)")
     parser.add_argument("--frame-cond", action="store_true", help="a frame-conditioned prior (ResNet-18)")
@@ -230,6 +270,9 @@ def main() -> None:
                 packed_text = "not available in this build" if packed is None else f"{packed:.1f} GB/s"
                 print(f"  one token step's matrix products over {n} rows stream the weights at: F.linear "
                       f"{plain:.1f} GB/s, prepacked (oneDNN) {packed_text}")
+                rates = attention_rates(prior, n)
+                print(f"  one query of {n} samples over {prior.length} cached fp32 positions streams a layer's keys "
+                      f"and values at: {', '.join(f'{name} {rate:.1f} GB/s' for name, rate in rates.items())}")
         if "bf16" in args.weights:
             exact, rounded = held_out_bits_per_dim("fp32"), held_out_bits_per_dim("bf16")
             print(f"held-out bits/dim of the shipped mnist_prior_lite (64 test clips): fp32 {exact:.4f}, bf16 weights "

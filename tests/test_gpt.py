@@ -81,6 +81,28 @@ def test_cached_and_uncached_sampling_draw_the_same_codes(tiny_cfg, conditioned)
     assert torch.equal(cached, uncached)
 
 
+@pytest.mark.parametrize("batch, heads", [(1, 1), (3, 2)])
+def test_one_position_against_the_cache_equals_attention_over_the_whole_prefix(batch, heads):
+    from videogen_lite import gpt
+
+    torch.manual_seed(0)
+    attn = gpt.CausalSelfAttention(dim=16, heads=heads, attention_dropout=0.0, layers=2).eval()
+    x = torch.randn(batch, 10, 16)
+    full = attn(x)  # no cache: the fused causal kernel over all 10 positions
+    cache = gpt.KVCache(2, batch, heads, 12, 16 // heads, torch.float32, torch.device("cpu"))
+    cache.keys.fill_(float("nan"))  # the positions after the prefix must never be read
+    cache.values.fill_(float("nan"))
+    with torch.no_grad():
+        prefill = attn(x[:, :6], cache, layer=1, offset=0)
+        steps = [attn(x[:, i : i + 1], cache, layer=1, offset=i) for i in range(6, 10)]  # keys @ q, embedding_bag
+    assert torch.allclose(prefill, full[:, :6], atol=1e-6)
+    assert torch.allclose(torch.cat(steps, dim=1), full[:, 6:], atol=1e-6)
+    assert torch.isnan(cache.values[0]).all() and torch.isnan(cache.values[1, :, :, 10:]).all()
+    indices, bags = cache.bags(9)  # a bag of rows per (sample, head) over one layer's [B * heads * L, d] values
+    assert bags.tolist() == [9 * i for i in range(batch * heads)]
+    assert indices.view(batch * heads, 9)[-1].tolist() == [12 * (batch * heads - 1) + j for j in range(9)]
+
+
 def test_prepacked_sampling_weights_match_f_linear_and_draw_the_same_codes(tiny_cfg, monkeypatch):
     from videogen_lite import gpt
 

@@ -156,6 +156,38 @@ class KVCache:
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
         self.length = length
+        self._bags: tuple[int, torch.Tensor, torch.Tensor] | None = None
+
+    def bags(self, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``F.embedding_bag``'s indices and offsets over one layer's values viewed as rows
+        ``[B * heads * L, head_dim]``: a bag per (sample, head) holding its positions ``0 .. end-1``. Every layer
+        of a token step shares them, so they are built once per ``end``."""
+        if self._bags is None or self._bags[0] != end:
+            _, batch, heads, length, _ = self.values.shape
+            index = torch.int32 if batch * heads * length < 2**31 else torch.int64  # half the bytes of int64
+            bag = torch.arange(batch * heads, dtype=index, device=self.values.device)
+            indices = (bag[:, None] * length + torch.arange(end, dtype=index, device=bag.device)).view(-1)
+            self._bags = (end, indices, bag * end)  # each bag's rows: its positions 0 .. end-1
+        return self._bags[1], self._bags[2]
+
+
+def attend_to_cache(q: torch.Tensor, cache: KVCache, layer: int, end: int) -> torch.Tensor:
+    """One scaled fp32 query per sample and head ``q [B, heads, 1, d]`` attending over layer ``layer``'s cached
+    positions ``0 .. end-1`` -> ``[B, heads, 1, d]``: the same sums as the fused attention kernel, rounded apart.
+
+    The step is bound by reading the cache, so it is written for the kernels that stream it fastest on a CPU
+    (``benchmarks/prior.py --kernels``): the scores as ``keys @ q`` (a dot product per cached key; ``q @ keys^T``
+    reads the keys more slowly) and the weighted sum of the values as ``F.embedding_bag`` (a sum of rows with
+    per-row weights, about twice the rate of the matrix-vector product ``probs @ values``).
+    """
+    b, heads, _, d = q.shape
+    keys = cache.keys[layer, :, :, :end]  # [B, heads, end, d]
+    probs = torch.matmul(keys, q.transpose(-1, -2)).view(b, heads, end).softmax(dim=-1)
+    if q.device.type != "cpu":
+        return torch.matmul(probs.unsqueeze(2), cache.values[layer, :, :, :end])
+    indices, bags = cache.bags(end)
+    out = F.embedding_bag(indices, cache.values[layer].view(-1, d), bags, mode="sum", per_sample_weights=probs.view(-1))
+    return out.view(b, heads, 1, d)
 
 
 class CausalSelfAttention(nn.Module):
@@ -186,11 +218,8 @@ class CausalSelfAttention(nn.Module):
             cache.keys[layer, :, :, offset:end] = k
             cache.values[layer, :, :, offset:end] = v
             keys, values = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]  # [B, heads, end, d]
-            if n == 1 and q.dtype == torch.float32:  # one new position sees every cached one: two matrix-vector
-                # products per head, which stream an fp32 cache faster than the fused CPU kernel does for a single
-                # query (same sums, rounded apart)
-                scores = torch.matmul(q * self.head_dim**-0.5, keys.transpose(-1, -2))  # [B, heads, 1, end]
-                out = torch.matmul(scores.softmax(dim=-1), values)
+            if n == 1 and q.dtype == torch.float32:  # one new position sees every cached one
+                out = attend_to_cache(q * self.head_dim**-0.5, cache, layer, end)
             elif n == 1:  # a bfloat16 cache: the fused kernel streams it fastest (matmul copies it first)
                 out = F.scaled_dot_product_attention(q, keys, values)
             elif offset == 0:  # a prefill: causal among the new positions
