@@ -131,6 +131,25 @@ def test_prepacked_sampling_weights_match_f_linear_and_draw_the_same_codes(tiny_
     assert torch.equal(with_packing, without)
 
 
+def test_a_prepacked_mlp_applies_gelu_as_its_first_products_post_op(tiny_cfg, monkeypatch):
+    from videogen_lite import gpt
+
+    prior = make_prior(tiny_cfg)  # no frames: the MLP's first layer is fc alone, so GELU can ride on it
+    monkeypatch.setattr(gpt, "PACK_MIN_WEIGHTS", 0)
+    if not gpt.can_pack(prior.blocks[0].mlp.fc.weight):
+        pytest.skip("this PyTorch build has no oneDNN to prepack with")
+    mlp, x = prior.blocks[0].mlp, torch.randn(3, 1, prior.cfg.hidden)
+    with torch.no_grad():
+        plain = mlp.proj(torch.nn.functional.gelu(torch.nn.functional.linear(x, mlp.fc.weight, mlp.fc.bias)))
+        assert torch.equal(mlp(x), plain)  # unpacked: F.linear then F.gelu, as in training
+        with gpt.packed_linears(prior, 3):
+            fused = mlp(x)
+    assert torch.allclose(fused, plain, atol=1e-6)
+    with_packing = prior.sample_codes(3, generator=torch.Generator().manual_seed(4))
+    monkeypatch.setattr(gpt, "PACK_SAMPLING_WEIGHTS", False)
+    assert torch.equal(with_packing, prior.sample_codes(3, generator=torch.Generator().manual_seed(4)))
+
+
 def test_sampling_is_deterministic_for_a_seeded_generator(tiny_cfg):
     prior = make_prior(tiny_cfg)
     a = prior.sample(2, generator=torch.Generator().manual_seed(3))

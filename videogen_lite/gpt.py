@@ -78,12 +78,16 @@ class Linear(nn.Linear):
 
     packed: tuple[int, torch.Tensor] | None = None  # (the rows it was packed for, the packed weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, activation: str | None = None) -> torch.Tensor:
+        """``F.linear``, then ``activation`` (None or ``"gelu"``, the exact erf form) when given."""
         packed = self.packed
         if packed is not None and x.numel() == packed[0] * x.shape[-1]:
-            out = torch.ops.mkldnn._linear_pointwise(x.reshape(packed[0], -1), packed[1], self.bias, "none", [], "")
+            # oneDNN applies the activation to the product as it writes it (a post-op), not in a second pass
+            post = ("gelu", [], "none") if activation == "gelu" else ("none", [], "")
+            out = torch.ops.mkldnn._linear_pointwise(x.reshape(packed[0], -1), packed[1], self.bias, *post)
             return out.view(*x.shape[:-1], out.shape[-1])
-        return F.linear(x, self.weight, self.bias)
+        out = F.linear(x, self.weight, self.bias)
+        return F.gelu(out) if activation == "gelu" else out
 
 
 PACK_SAMPLING_WEIGHTS = True  # set False to sample with plain F.linear (the benchmarks compare both)
@@ -251,8 +255,9 @@ class MLP(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor, frame_term: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.fc(x) if frame_term is None else self.fc(x) + frame_term  # [B, n, 4 dim]
-        return self.proj(F.gelu(h))
+        if frame_term is None:
+            return self.proj(self.fc(x, activation="gelu"))  # [B, n, 4 dim] in between
+        return self.proj(F.gelu(self.fc(x) + frame_term))
 
 
 class Block(nn.Module):
