@@ -76,3 +76,17 @@ def test_down_and_up_stacks_shapes():
     assert z.shape == (2, 8, 8, 8, 8)
     up = Upsample(8, 3, (2, 4, 4))
     assert up(z).shape == x.shape
+
+
+def test_upsampling_without_gradients_runs_channels_last_and_gives_the_same_numbers():
+    torch.manual_seed(0)
+    up = Upsample(24, 3, (2, 4, 4), kernel_size=4).eval()
+    x = torch.randn(3, 24, 4, 4, 4)
+    layouts = []
+    up[0].register_forward_pre_hook(lambda m, args: layouts.append(args[0].is_contiguous()))
+    with_grad = up(x)  # the usual NCDHW path (gradients on)
+    with torch.no_grad():
+        decoded = up(x)  # channels-last inside
+    assert layouts == [True, False]
+    assert decoded.shape == (3, 3, 8, 16, 16) and decoded.is_contiguous()
+    assert torch.equal(decoded, with_grad.detach())

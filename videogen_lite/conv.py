@@ -124,3 +124,11 @@ class Upsample(nn.Sequential):
         if not strides:
             layers.append(SamePadConv3d(hidden, out_channels, 3))
         super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or torch.is_grad_enabled():
+            return super().forward(x)
+        # decoding without gradients on a CPU: oneDNN's transposed convolutions run channels-last natively and
+        # otherwise reorder every input and output (same sums, about 20% faster for a batch of clips at 240
+        # channels, measured); the result is handed back in the usual layout
+        return super().forward(x.contiguous(memory_format=torch.channels_last_3d)).contiguous()
