@@ -124,9 +124,10 @@ class Upsample(nn.Sequential):
         if not strides:
             layers.append(SamePadConv3d(hidden, out_channels, 3))
         super().__init__(*layers)
+        self.transposed = bool(strides)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or torch.is_grad_enabled():
+        if x.device.type != "cpu" or torch.is_grad_enabled() or not self.transposed:
             return super().forward(x)
         # decoding without gradients on a CPU: oneDNN's transposed convolutions run channels-last natively and
         # otherwise reorder every input and output (same sums, about 20% faster for a batch of clips at 240

@@ -80,6 +80,8 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor, activation: str | None = None) -> torch.Tensor:
         """``F.linear``, then ``activation`` (None or ``"gelu"``, the exact erf form) when given."""
+        if activation not in (None, "gelu"):
+            raise ValueError(f"activation must be None or 'gelu', got {activation!r}")
         packed = self.packed
         if packed is not None and x.numel() == packed[0] * x.shape[-1]:
             # oneDNN applies the activation to the product as it writes it (a post-op), not in a second pass
@@ -179,10 +181,11 @@ def attend_to_cache(q: torch.Tensor, cache: KVCache, layer: int, end: int) -> to
     """One scaled fp32 query per sample and head ``q [B, heads, 1, d]`` attending over layer ``layer``'s cached
     positions ``0 .. end-1`` -> ``[B, heads, 1, d]``: the same sums as the fused attention kernel, rounded apart.
 
-    The step is bound by reading the cache, so it is written for the kernels that stream it fastest on a CPU
-    (``benchmarks/prior.py --kernels``): the scores as ``keys @ q`` (a dot product per cached key; ``q @ keys^T``
-    reads the keys more slowly) and the weighted sum of the values as ``F.embedding_bag`` (a sum of rows with
-    per-row weights, about twice the rate of the matrix-vector product ``probs @ values``).
+    The step is bound by reading the cache, so it is written for the kernels that streamed it fastest on the
+    2-core AMD Zen 4 machine it was tuned on (``benchmarks/prior.py --kernels`` measures yours): the scores as
+    ``keys @ q`` (a dot product per cached key; ``q @ keys^T`` read the keys more slowly) and the weighted sum of
+    the values as ``F.embedding_bag`` (a sum of rows with per-row weights: about twice the rate of the
+    matrix-vector product ``probs @ values``).
     """
     b, heads, _, d = q.shape
     keys = cache.keys[layer, :, :, :end]  # [B, heads, end, d]
