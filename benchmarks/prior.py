@@ -31,9 +31,10 @@ steps beside the measured time of ``sample_codes`` (the VQ-VAE's decode is timed
 2 bytes per weight and cached value, floors counted so, its compute floor at the bf16 matmul peak) and prints
 how much the rounding moves the held-out bits/dim of the shipped ``mnist_prior_lite`` (64 test clips).
 ``--kernels`` also prints the weight-streaming rate of one token step's matrix products with ``F.linear`` and
-with the oneDNN-prepacked weights sampling uses, and the rate at which one query reads a layer's fp32 cache:
-two matrix-vector products (q @ keys^T, probs @ values), the package's keys @ q with an ``embedding_bag``
-weighted sum of the values, and a plain sum over the same bytes. Figures on a machine shared with other jobs are pessimistic.
+with the weights prepacked by oneDNN and by MKL (``gpt.packing_library`` says which one sampling uses here), and the rate at which one query reads a layer's fp32 cache
+with each of ``gpt.attend_to_cache``'s CPU kernels (``fused``: ``F.scaled_dot_product_attention``; ``gather``:
+keys @ q with an ``embedding_bag`` weighted sum of the values; ``gpt.cache_kernels`` says which one this CPU
+samples with), with the two matrix products q @ keys^T, probs @ values, and with a plain sum over the same bytes. Figures on a machine shared with other jobs are pessimistic.
 """
 from __future__ import annotations
 
@@ -89,9 +90,9 @@ def sampling_floor(prior: vg.VideoGPT, n: int, peak_gflops: float, bandwidth_gbs
     return {"traffic": traffic, "compute": compute, "roofline": roofline}
 
 
-def kernel_rates(prior: vg.VideoGPT, n: int) -> tuple[float, float | None]:
+def kernel_rates(prior: vg.VideoGPT, n: int) -> dict[str, float]:
     """GB/s of weights streamed by one token step's matrix products over ``n`` rows: ``F.linear``, and the
-    oneDNN-prepacked weights (None where this build cannot pack)."""
+    weights prepacked by each library this build can pack with (``gpt.packing_library``)."""
     linears = [m for m in prior.modules() if isinstance(m, gpt_module.Linear)]
     weight_bytes = sum(m.weight.numel() * 4 for m in linears)
     inputs = [torch.randn(n, m.in_features) for m in linears]
@@ -100,21 +101,30 @@ def kernel_rates(prior: vg.VideoGPT, n: int) -> tuple[float, float | None]:
         fn()
         return weight_bytes / min(_timed(fn) for _ in range(5)) / 1e9
 
-    plain = rate(lambda: [torch.nn.functional.linear(x, m.weight, m.bias) for x, m in zip(inputs, linears)])
+    rates = {"F.linear": rate(lambda: [torch.nn.functional.linear(x, m.weight, m.bias) for x, m in zip(inputs, linears)])}
     if not gpt_module.can_pack(linears[0].weight):
-        return plain, None
-    with gpt_module.packed_linears(prior, n):
-        packed = rate(lambda: [m(x) for x, m in zip(inputs, linears)])
-    return plain, packed
+        return rates
+    saved = gpt_module.PACKING_LIBRARY
+    try:
+        for library in ("onednn", "mkl"):
+            gpt_module.PACKING_LIBRARY = library
+            if gpt_module.packing_library() != library:
+                continue  # no MKL in this build
+            with gpt_module.packed_linears(prior, n):
+                rates[f"prepacked ({library})"] = rate(lambda: [m(x) for x, m in zip(inputs, linears)])
+    finally:
+        gpt_module.PACKING_LIBRARY = saved
+    return rates
 
 
 @torch.no_grad()
 def attention_rates(prior: vg.VideoGPT, n: int, positions: int | None = None) -> dict[str, float]:
     """GB/s of one layer's fp32 keys and values read by a single query of ``n`` samples over ``positions`` cached
-    positions (the whole prior by default): the two matrix-vector products q @ keys^T, probs @ values; the
-    package's keys @ q with an embedding_bag weighted sum of the values (``gpt.attend_to_cache``); and a plain sum
-    over the same cache, the streaming rate to compare with. Medians over calls that cycle through the layers; with
-    few samples a layer's cache is small enough that part of it may still be in the last-level cache."""
+    positions (the whole prior by default): ``gpt.attend_to_cache`` with each of its CPU kernels (``fused``:
+    ``F.scaled_dot_product_attention``; ``gather``: keys @ q with an embedding_bag weighted sum of the values),
+    the two matrix products q @ keys^T, probs @ values, and a plain sum over the same cache, the streaming rate
+    to compare with. Medians over calls that cycle through the
+    layers; with few samples a layer's cache is small enough that part of it may still be in the last-level cache."""
     cfg = prior.cfg
     d, end = cfg.hidden // cfg.heads, positions or prior.length
     cache = gpt_module.KVCache(cfg.layers, n, cfg.heads, prior.length, d, torch.float32, torch.device("cpu"))
@@ -122,22 +132,30 @@ def attention_rates(prior: vg.VideoGPT, n: int, positions: int | None = None) ->
     cache.values.normal_()
     q = torch.randn(n, cfg.heads, 1, d)
 
-    def matmuls(i: int) -> torch.Tensor:
-        scores = torch.matmul(q, cache.keys[i, :, :, :end].transpose(-1, -2))  # [n, heads, 1, end]
-        return torch.matmul(scores.softmax(-1), cache.values[i, :, :, :end])
+    def with_kernels(kernels: str):
+        def attend(i: int) -> torch.Tensor:
+            saved, gpt_module.CACHE_KERNELS = gpt_module.CACHE_KERNELS, kernels
+            try:
+                return gpt_module.attend_to_cache(q, cache, i, end)
+            finally:
+                gpt_module.CACHE_KERNELS = saved
+        return attend
 
-    def package(i: int) -> torch.Tensor:
-        return gpt_module.attend_to_cache(q, cache, i, end)
+    def matmuls(i: int) -> torch.Tensor:
+        scores = torch.matmul(q * d**-0.5, cache.keys[i, :, :, :end].transpose(-1, -2))  # [n, heads, 1, end]
+        return torch.matmul(scores.softmax(-1), cache.values[i, :, :, :end])
 
     def plain_sum(i: int) -> torch.Tensor:
         return cache.keys[i, :, :, :end].sum() + cache.values[i, :, :, :end].sum()
 
-    if not torch.allclose(matmuls(0), package(0), atol=1e-5):
-        raise AssertionError("the two ways of attending over the cache disagree")
+    reference = matmuls(0)
+    if not all(torch.allclose(with_kernels(k)(0), reference, atol=1e-5) for k in ("fused", "gather")):
+        raise AssertionError("the ways of attending over the cache disagree")
     layer_bytes = 2 * n * cfg.heads * end * d * 4
     rates = {}
-    for name, fn in (("q @ keys^T, probs @ values", matmuls), ("keys @ q, embedding_bag", package),
-                     ("plain sum", plain_sum)):
+    for name, fn in (("fused (scaled_dot_product_attention)", with_kernels("fused")),
+                     ("gather (keys @ q, embedding_bag)", with_kernels("gather")),
+                     ("q @ keys^T, probs @ values", matmuls), ("plain sum", plain_sum)):
         fn(0)
         # each call reads the next layer's cache, as a token step does
         seconds = statistics.median(_timed(lambda i=i, fn=fn: fn(i % cfg.layers)) for i in range(3 * cfg.layers))
@@ -266,13 +284,14 @@ def main() -> None:
                 print(f"  {' / '.join(timed)}: {' : '.join(f'{timed[args.weights[0]] / s:.2f}' for s in timed.values())}"
                       f" (speed relative to {args.weights[0]})")
             if args.kernels and device == "cpu":
-                plain, packed = kernel_rates(prior, n)
-                packed_text = "not available in this build" if packed is None else f"{packed:.1f} GB/s"
-                print(f"  one token step's matrix products over {n} rows stream the weights at: F.linear "
-                      f"{plain:.1f} GB/s, prepacked (oneDNN) {packed_text}")
+                rates = kernel_rates(prior, n)
+                print(f"  one token step's matrix products over {n} rows stream the weights at: "
+                      f"{', '.join(f'{name} {rate:.1f} GB/s' for name, rate in rates.items())}; sampling packs with "
+                      f"{gpt_module.packing_library()} on this CPU")
                 rates = attention_rates(prior, n)
                 print(f"  one query of {n} samples over {prior.length} cached fp32 positions streams a layer's keys "
-                      f"and values at: {', '.join(f'{name} {rate:.1f} GB/s' for name, rate in rates.items())}")
+                      f"and values at: {', '.join(f'{name} {rate:.1f} GB/s' for name, rate in rates.items())}; "
+                      f"sampling uses {gpt_module.cache_kernels()} on this CPU")
         if "bf16" in args.weights:
             exact, rounded = held_out_bits_per_dim("fp32"), held_out_bits_per_dim("bf16")
             print(f"held-out bits/dim of the shipped mnist_prior_lite (64 test clips): fp32 {exact:.4f}, bf16 weights "

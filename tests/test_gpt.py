@@ -81,10 +81,13 @@ def test_cached_and_uncached_sampling_draw_the_same_codes(tiny_cfg, conditioned)
     assert torch.equal(cached, uncached)
 
 
+@pytest.mark.parametrize("kernels", ["gather", "fused"])
 @pytest.mark.parametrize("batch, heads", [(1, 1), (3, 2)])
-def test_one_position_against_the_cache_equals_attention_over_the_whole_prefix(batch, heads):
+def test_one_position_against_the_cache_equals_attention_over_the_whole_prefix(batch, heads, kernels, monkeypatch):
     from videogen_lite import gpt
 
+    monkeypatch.setattr(gpt, "CACHE_KERNELS", kernels)  # both CPU paths, whichever this CPU picks by default
+    assert gpt.cache_kernels() == kernels
     torch.manual_seed(0)
     attn = gpt.CausalSelfAttention(dim=16, heads=heads, attention_dropout=0.0, layers=2).eval()
     x = torch.randn(batch, 10, 16)
@@ -94,7 +97,7 @@ def test_one_position_against_the_cache_equals_attention_over_the_whole_prefix(b
     cache.values.fill_(float("nan"))
     with torch.no_grad():
         prefill = attn(x[:, :6], cache, layer=1, offset=0)
-        steps = [attn(x[:, i : i + 1], cache, layer=1, offset=i) for i in range(6, 10)]  # keys @ q, embedding_bag
+        steps = [attn(x[:, i : i + 1], cache, layer=1, offset=i) for i in range(6, 10)]  # attend_to_cache
     assert torch.allclose(prefill, full[:, :6], atol=1e-6)
     assert torch.allclose(torch.cat(steps, dim=1), full[:, 6:], atol=1e-6)
     assert torch.isnan(cache.values[0]).all() and torch.isnan(cache.values[1, :, :, 10:]).all()
@@ -103,9 +106,42 @@ def test_one_position_against_the_cache_equals_attention_over_the_whole_prefix(b
     assert indices.view(batch * heads, 9)[-1].tolist() == [12 * (batch * heads - 1) + j for j in range(9)]
 
 
-def test_prepacked_sampling_weights_match_f_linear_and_draw_the_same_codes(tiny_cfg, monkeypatch):
+def test_packing_library_picks_by_cpu_and_dtype_and_rejects_unknown_names(monkeypatch):
     from videogen_lite import gpt
 
+    monkeypatch.setattr(gpt, "PACKING_LIBRARY", None)
+    mkl = torch.backends.mkl.is_available()
+    assert gpt.packing_library() == ("mkl" if mkl and gpt.cpu_vendor() != "amd" else "onednn")
+    monkeypatch.setattr(gpt, "PACKING_LIBRARY", "mkl")
+    assert gpt.packing_library(torch.bfloat16) == "onednn"  # MKL packs fp32 only
+    monkeypatch.setattr(gpt, "PACKING_LIBRARY", "openblas")
+    with pytest.raises(ValueError, match="PACKING_LIBRARY must be None .* 'onednn' or 'mkl', got 'openblas'"):
+        gpt.packing_library()
+
+
+def test_cache_kernels_pick_by_cpu_and_reject_unknown_names(monkeypatch):
+    from videogen_lite import gpt
+
+    monkeypatch.setattr(gpt, "CACHE_KERNELS", None)
+    assert gpt.cache_kernels() == ("gather" if gpt.cpu_vendor() == "amd" else "fused")
+    monkeypatch.setattr(gpt, "CACHE_KERNELS", "fast")
+    with pytest.raises(ValueError, match="CACHE_KERNELS must be None .* 'gather' or 'fused', got 'fast'"):
+        gpt.cache_kernels()
+
+
+def skip_without(library: str) -> None:
+    from videogen_lite import gpt
+
+    if library == "mkl" and gpt.packing_library() != "mkl":
+        pytest.skip("this PyTorch build has no MKL to prepack with")
+
+
+@pytest.mark.parametrize("library", ["onednn", "mkl"])
+def test_prepacked_sampling_weights_match_f_linear_and_draw_the_same_codes(tiny_cfg, monkeypatch, library):
+    from videogen_lite import gpt
+
+    monkeypatch.setattr(gpt, "PACKING_LIBRARY", library)
+    skip_without(library)
     prior = make_prior(tiny_cfg, frame_cond=True, action_dim=12)
     randomise_action_norms(prior)
     _, frames, actions = inputs(prior, b=3)
@@ -117,7 +153,7 @@ def test_prepacked_sampling_weights_match_f_linear_and_draw_the_same_codes(tiny_
         pytest.skip("this PyTorch build has no oneDNN to prepack with")
     x = torch.randn(3, 1, linears[0].in_features)
     with gpt.packed_linears(prior, 3):
-        assert all(m.packed is not None for m in linears)
+        assert all(m.packed is not None and m.packed[1] == library for m in linears)
         packed = linears[0](x)
         other_rows = linears[0](x[:2])  # packed for 3 rows: 2 rows take F.linear
     assert all(m.packed is None for m in linears)  # dropped on exit
@@ -131,9 +167,12 @@ def test_prepacked_sampling_weights_match_f_linear_and_draw_the_same_codes(tiny_
     assert torch.equal(with_packing, without)
 
 
-def test_a_prepacked_mlp_applies_gelu_as_its_first_products_post_op(tiny_cfg, monkeypatch):
+@pytest.mark.parametrize("library", ["onednn", "mkl"])
+def test_a_prepacked_mlp_applies_gelu_after_its_first_product(tiny_cfg, monkeypatch, library):
     from videogen_lite import gpt
 
+    monkeypatch.setattr(gpt, "PACKING_LIBRARY", library)  # oneDNN as a post-op, MKL in a second pass
+    skip_without(library)
     prior = make_prior(tiny_cfg)  # no frames: the MLP's first layer is fc alone, so GELU can ride on it
     monkeypatch.setattr(gpt, "PACK_MIN_WEIGHTS", 0)
     if not gpt.can_pack(prior.blocks[0].mlp.fc.weight):

@@ -20,9 +20,12 @@ an Axial Transformer instead of the GPT blocks (:mod:`videogen_lite.axial`).
 from __future__ import annotations
 
 import copy
+import functools
 import math
+import platform
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -67,16 +70,15 @@ def action_window(actions: torch.Tensor | None, action_dim: int, first: int = 0)
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` (the same parameters and state-dict keys) that can multiply by a oneDNN-prepacked copy of
-    its weight while a CPU prior samples (:func:`packed_linears`).
+    """``nn.Linear`` (the same parameters and state-dict keys) that can multiply by a prepacked copy of its
+    weight while a CPU prior samples (:func:`packed_linears`).
 
     A token step multiplies a few rows by every weight matrix of the model, so its time is the time to stream
-    the weights; ``F.linear`` packs the weight again on every call and streams it at about a quarter of the
-    memory bandwidth, the prepacked layout at about twice that rate (``benchmarks/prior.py --kernels``). The
-    products agree up to float rounding; training never packs.
+    the weights; ``F.linear`` packs the weight again on every call, a prepacked layout streams it faster
+    (``benchmarks/prior.py --kernels``). The products agree up to float rounding; training never packs.
     """
 
-    packed: tuple[int, torch.Tensor] | None = None  # (the rows it was packed for, the packed weight)
+    packed: tuple[int, str, torch.Tensor] | None = None  # (the rows it was packed for, the library, the packed weight)
 
     def forward(self, x: torch.Tensor, activation: str | None = None) -> torch.Tensor:
         """``F.linear``, then ``activation`` (None or ``"gelu"``, the exact erf form) when given."""
@@ -84,9 +86,13 @@ class Linear(nn.Linear):
             raise ValueError(f"activation must be None or 'gelu', got {activation!r}")
         packed = self.packed
         if packed is not None and x.numel() == packed[0] * x.shape[-1]:
-            # oneDNN applies the activation to the product as it writes it (a post-op), not in a second pass
-            post = ("gelu", [], "none") if activation == "gelu" else ("none", [], "")
-            out = torch.ops.mkldnn._linear_pointwise(x.reshape(packed[0], -1), packed[1], self.bias, *post)
+            rows, library, weight = packed
+            if library == "mkl":
+                out = torch.ops.mkl._mkl_linear(x.reshape(rows, -1), weight, self.weight, self.bias, rows)
+                out = F.gelu(out) if activation == "gelu" else out
+            else:  # oneDNN applies the activation to the product as it writes it (a post-op), not in a second pass
+                post = ("gelu", [], "none") if activation == "gelu" else ("none", [], "")
+                out = torch.ops.mkldnn._linear_pointwise(x.reshape(rows, -1), weight, self.bias, *post)
             return out.view(*x.shape[:-1], out.shape[-1])
         out = F.linear(x, self.weight, self.bias)
         return F.gelu(out) if activation == "gelu" else out
@@ -97,6 +103,30 @@ PACK_SAMPLING_WEIGHTS = True  # set False to sample with plain F.linear (the ben
 # weight about twice as fast: it pays from about 128 Ki weights (512 KiB) up, e.g. hidden 384's matrices
 # (147 Ki to 590 Ki weights), not hidden 128's (16 Ki to 64 Ki), whose token steps are bound by per-call costs.
 PACK_MIN_WEIGHTS = 128 * 1024
+# Which library packs the fp32 weights for sampling: None picks by the CPU (:func:`packing_library`),
+# "onednn" or "mkl" forces one (``benchmarks/prior.py --kernels`` times both).
+PACKING_LIBRARY: str | None = None
+
+
+def packing_library(dtype: torch.dtype = torch.float32) -> str:
+    """The library that prepacks sampling weights of ``dtype`` on this CPU: :data:`PACKING_LIBRARY` when set,
+    else the faster where measured (``benchmarks/prior.py --kernels``; the 33 products of one token step of
+    hidden 384 x 8 layers):
+
+    - ``"onednn"`` (``torch.ops.mkldnn._linear_pointwise``): on a 2-core AMD Zen 4, 0.72 ms a layer at 4 rows
+      against 1.58 ms for MKL's packed sgemm; the default on AMD CPUs, for bfloat16 weights (MKL packs only
+      fp32), and in builds without MKL.
+    - ``"mkl"`` (``torch.ops.mkl._mkl_linear``, MKL's packed sgemm, what ``torch.compile`` picks for fp32 on
+      x86): on a 2-core Intel Xeon 1.4x as fast as oneDNN at 4 rows (1.54 ms against 2.17 ms for the step's
+      products) and 1.35x at 32 rows (4.7 ms against 6.3 ms); the default on every other CPU with MKL.
+    """
+    library = PACKING_LIBRARY
+    if library is not None and library not in ("onednn", "mkl"):
+        raise ValueError(f"gpt.PACKING_LIBRARY must be None (pick by CPU), 'onednn' or 'mkl', got {library!r}")
+    mkl = dtype == torch.float32 and torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
+    if library is None:
+        library = "onednn" if cpu_vendor() == "amd" else "mkl"
+    return library if mkl else "onednn"
 
 
 def can_pack(weight: torch.Tensor) -> bool:
@@ -111,8 +141,8 @@ def can_pack(weight: torch.Tensor) -> bool:
 @contextmanager
 def packed_linears(model: nn.Module, rows: int):
     """Inside the block, every :class:`Linear` of ``model`` multiplies inputs of ``rows`` rows (one token step
-    of ``rows`` samples) by a oneDNN-prepacked copy of its weight; other inputs, and builds without oneDNN,
-    take ``F.linear``. The copies are dropped on exit."""
+    of ``rows`` samples) by a prepacked copy of its weight (oneDNN's or MKL's, :func:`packing_library`); other
+    inputs, and builds without oneDNN, take ``F.linear``. The copies are dropped on exit."""
     linears = [m for m in model.modules() if isinstance(m, Linear) and can_pack(m.weight)]
 
     def unpack() -> None:
@@ -121,8 +151,11 @@ def packed_linears(model: nn.Module, rows: int):
 
     try:
         for m in linears:
-            m.packed = (rows, torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), rows))
-    except RuntimeError:  # a oneDNN that cannot pack these shapes: the whole model samples with F.linear
+            library = packing_library(m.weight.dtype)
+            reorder = torch.ops.mkl._mkl_reorder_linear_weight if library == "mkl" else \
+                torch.ops.mkldnn._reorder_linear_weight
+            m.packed = (rows, library, reorder(m.weight.detach(), rows))
+    except RuntimeError:  # a library that cannot pack these shapes: the whole model samples with F.linear
         unpack()
     try:
         yield
@@ -177,19 +210,56 @@ class KVCache:
         return self._bags[1], self._bags[2]
 
 
+# How one new fp32 position reads the cache on a CPU (:func:`attend_to_cache`): None picks by the CPU
+# (:func:`cache_kernels`), "gather" or "fused" forces one (``benchmarks/prior.py --kernels`` times both).
+CACHE_KERNELS: str | None = None
+
+
+@functools.cache
+def cpu_vendor() -> str:
+    """``"amd"`` on an AMD CPU, ``"other"`` elsewhere (read once from ``/proc/cpuinfo``, or the platform string)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        text = platform.processor()
+    return "amd" if "AuthenticAMD" in text else "other"
+
+
+def cache_kernels() -> str:
+    """The kernels :func:`attend_to_cache` uses on this CPU: :data:`CACHE_KERNELS` when set, else the ones
+    that read the cache fastest on the machines they were measured on (``benchmarks/prior.py --kernels``):
+
+    - ``"gather"``: the scores as ``keys @ q`` (a dot product per cached key) and the weighted sum of the
+      values as ``F.embedding_bag`` (a sum of rows with per-row weights). On a 2-core AMD Zen 4 these read
+      the cache about twice as fast as the two matrix products ``q @ keys^T``, ``probs @ values``; the
+      default on AMD CPUs.
+    - ``"fused"``: ``F.scaled_dot_product_attention`` over the cached positions, one call. On a 2-core Intel
+      Xeon (AVX-512, AMX) it read the cache 1.5x as fast as ``"gather"`` (32 samples over 512 cached positions
+      of hidden 384: 3.0 ms a layer against 4.5 ms; there ``keys @ q`` streams the keys at a third of the rate
+      of ``q @ keys^T``), and its one call costs less per token step than the five of ``"gather"``; the default
+      on every other CPU.
+
+    Both compute the same sums; they round apart, so the same seed can draw other codes on another CPU (as
+    any two CPUs' kernels can)."""
+    if CACHE_KERNELS is None:
+        return "gather" if cpu_vendor() == "amd" else "fused"
+    if CACHE_KERNELS not in ("gather", "fused"):
+        raise ValueError(f"gpt.CACHE_KERNELS must be None (pick by CPU), 'gather' or 'fused', got {CACHE_KERNELS!r}")
+    return CACHE_KERNELS
+
+
 def attend_to_cache(q: torch.Tensor, cache: KVCache, layer: int, end: int) -> torch.Tensor:
-    """One scaled fp32 query per sample and head ``q [B, heads, 1, d]`` attending over layer ``layer``'s cached
+    """One fp32 query per sample and head ``q [B, heads, 1, d]`` attending over layer ``layer``'s cached
     positions ``0 .. end-1`` -> ``[B, heads, 1, d]``: the same sums as the fused attention kernel, rounded apart.
 
-    The step is bound by reading the cache, so it is written for the kernels that streamed it fastest on the
-    2-core AMD Zen 4 machine it was tuned on (``benchmarks/prior.py --kernels`` measures yours): the scores as
-    ``keys @ q`` (a dot product per cached key; ``q @ keys^T`` read the keys more slowly) and the weighted sum of
-    the values as ``F.embedding_bag`` (a sum of rows with per-row weights: about twice the rate of the
-    matrix-vector product ``probs @ values``).
+    The step is bound by reading the cache, so on a CPU it uses the kernels that streamed it fastest there
+    (:func:`cache_kernels`); on a GPU, two matrix products.
     """
     b, heads, _, d = q.shape
     keys = cache.keys[layer, :, :, :end]  # [B, heads, end, d]
-    probs = torch.matmul(keys, q.transpose(-1, -2)).view(b, heads, end).softmax(dim=-1)
+    if q.device.type == "cpu" and cache_kernels() == "fused":
+        return F.scaled_dot_product_attention(q, keys, cache.values[layer, :, :, :end])
+    probs = torch.matmul(keys, (q * d**-0.5).transpose(-1, -2)).view(b, heads, end).softmax(dim=-1)
     if q.device.type != "cpu":
         return torch.matmul(probs.unsqueeze(2), cache.values[layer, :, :, :end])
     indices, bags = cache.bags(end)
@@ -224,10 +294,10 @@ class CausalSelfAttention(nn.Module):
             end = offset + n
             cache.keys[layer, :, :, offset:end] = k
             cache.values[layer, :, :, offset:end] = v
-            keys, values = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]  # [B, heads, end, d]
             if n == 1 and q.dtype == torch.float32:  # one new position sees every cached one
-                out = attend_to_cache(q * self.head_dim**-0.5, cache, layer, end)
-            elif n == 1:  # a bfloat16 cache: the fused kernel streams it fastest (matmul copies it first)
+                return self.proj(attend_to_cache(q, cache, layer, end).reshape(b, 1, -1))  # [B, heads, 1, d] -> [B, 1, D]
+            keys, values = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]  # [B, heads, end, d]
+            if n == 1:  # a bfloat16 cache: the fused kernel streams it fastest (matmul copies it first)
                 out = F.scaled_dot_product_attention(q, keys, values)
             elif offset == 0:  # a prefill: causal among the new positions
                 out = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
@@ -263,6 +333,10 @@ class MLP(nn.Module):
         return self.proj(F.gelu(self.fc(x) + frame_term))
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + drop(attn(norm1(x)))``, then ``x + drop(mlp([norm2(x), frame]))``."""
 
@@ -277,8 +351,9 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, frame_term: torch.Tensor | None, actions: torch.Tensor | None,
                 cache: KVCache | None = None, layer: int = 0, offset: int = 0) -> torch.Tensor:
-        x = x + self.dropout(self.attn(apply_norm(self.norm1, x, actions), cache, layer, offset))
-        return x + self.dropout(self.mlp(apply_norm(self.norm2, x, actions), frame_term))
+        drop = self.dropout if self.training else _identity  # skip a module call per branch at every token step
+        x = x + drop(self.attn(apply_norm(self.norm1, x, actions), cache, layer, offset))
+        return x + drop(self.mlp(apply_norm(self.norm2, x, actions), frame_term))
 
 
 class VideoGPT(nn.Module):
@@ -741,7 +816,7 @@ class VideoGPT(nn.Module):
 def draw(logits: torch.Tensor, temperature: float, top_k: int | None,
          generator: torch.Generator | None) -> torch.Tensor:
     """One code per row of ``logits [n, n_codes]`` -> ``[n]``, by ``torch.multinomial`` on ``generator``."""
-    logits = logits.float() / temperature
+    logits = logits.float() if temperature == 1 else logits.float() / temperature  # x / 1 is x: one op less
     if top_k is not None:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # [n, 1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
