@@ -31,10 +31,12 @@ steps beside the measured time of ``sample_codes`` (the VQ-VAE's decode is timed
 2 bytes per weight and cached value, floors counted so, its compute floor at the bf16 matmul peak) and prints
 how much the rounding moves the held-out bits/dim of the shipped ``mnist_prior_lite`` (64 test clips).
 ``--kernels`` also prints the weight-streaming rate of one token step's matrix products with ``F.linear`` and
-with the weights prepacked by oneDNN and by MKL (``gpt.packing_library`` says which one sampling uses here), and the rate at which one query reads a layer's fp32 cache
-with each of ``gpt.attend_to_cache``'s CPU kernels (``fused``: ``F.scaled_dot_product_attention``; ``gather``:
-keys @ q with an ``embedding_bag`` weighted sum of the values; ``gpt.cache_kernels`` says which one this CPU
-samples with), with the two matrix products q @ keys^T, probs @ values, and with a plain sum over the same bytes. Figures on a machine shared with other jobs are pessimistic.
+with the weights prepacked by oneDNN and by MKL (``gpt.packing_library`` says which one sampling uses here),
+and the rate at which one query reads a layer's fp32 cache with each of ``gpt.attend_to_cache``'s CPU kernels
+(``fused``: ``F.scaled_dot_product_attention``; ``gather``: keys @ q with an ``embedding_bag`` weighted sum of
+the values; ``gpt.cache_kernels`` says which one this CPU samples with), with the two matrix products
+q @ keys^T, probs @ values, and with a plain sum over the same bytes. Figures on a machine shared with other
+jobs are pessimistic.
 """
 from __future__ import annotations
 
@@ -123,8 +125,8 @@ def attention_rates(prior: vg.VideoGPT, n: int, positions: int | None = None) ->
     positions (the whole prior by default): ``gpt.attend_to_cache`` with each of its CPU kernels (``fused``:
     ``F.scaled_dot_product_attention``; ``gather``: keys @ q with an embedding_bag weighted sum of the values),
     the two matrix products q @ keys^T, probs @ values, and a plain sum over the same cache, the streaming rate
-    to compare with. Medians over calls that cycle through the
-    layers; with few samples a layer's cache is small enough that part of it may still be in the last-level cache."""
+    to compare with. Medians over calls that cycle through the layers; with few samples a layer's cache is small
+    enough that part of it may still be in the last-level cache."""
     cfg = prior.cfg
     d, end = cfg.hidden // cfg.heads, positions or prior.length
     cache = gpt_module.KVCache(cfg.layers, n, cfg.heads, prior.length, d, torch.float32, torch.device("cpu"))
