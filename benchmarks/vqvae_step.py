@@ -4,6 +4,7 @@ The paper-shaped model: hidden 240, residual units 128, 2 attention residual lay
 batch 4 of 16x64x64 one-channel clips, 2 CPU threads by default.
 
     python benchmarks/vqvae_step.py [--threads 2] [--steps 5] [--profile]
+    python benchmarks/vqvae_step.py --layouts   # the downsampling convs channels-last (default) vs channels-first
     python benchmarks/vqvae_step.py --device cuda --dtype bf16 [--batch 32]   # on a GPU: clips/s and MFU
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 import torch
 
 import videogen_lite as vg
+from videogen_lite import conv
 from videogen_lite.cli import DTYPES, matmul_peak_gflops
 from videogen_lite.scaling import step_cost
 
@@ -78,6 +80,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="fp32, or bf16 autocast")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--layouts", action="store_true",
+                        help="on a CPU, also time the encoder's convolutions channels-first "
+                             "(videogen_lite.conv.CPU_CHANNELS_LAST=False), alternating with the default, twice")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device is visible to torch {torch.__version__}")
@@ -95,6 +100,17 @@ def main() -> None:
           f"{r['batch'] / r['seconds_per_step']:.2f} clips/s")
     if "profile" in r:
         print(r["profile"])
+    if args.layouts and args.device == "cpu":
+        times = {True: [], False: []}
+        for _ in range(2):  # alternating, so that the machine's drift falls on both
+            for channels_last in (False, True):
+                conv.CPU_CHANNELS_LAST = channels_last
+                times[channels_last].append(measure(args.threads, args.steps, args.batch)["seconds_per_step"])
+        conv.CPU_CHANNELS_LAST = True
+        first, last = statistics.median(times[False]), statistics.median(times[True])
+        print(f"downsampling convs channels-first {first:.3f} s, channels-last {last:.3f} s a step "
+              f"(medians of {' / '.join(f'{t:.3f}' for t in times[False])} and "
+              f"{' / '.join(f'{t:.3f}' for t in times[True])}): {first / last:.2f}x")
 
 
 if __name__ == "__main__":

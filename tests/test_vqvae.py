@@ -101,3 +101,32 @@ def test_codes_under_bf16_autocast_are_the_fp32_codes():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert torch.equal(vq.encode(x), fp32)
             assert torch.equal(vq.encode(x.bfloat16()), fp32)
+
+
+
+def test_encoder_runs_channels_last_on_cpu_with_the_same_numbers(tiny_cfg, monkeypatch):
+    from videogen_lite import conv
+
+    x = clip_batch(tiny_cfg)  # one channel: laid out the same channels-first and channels-last
+    results = {}
+    for channels_last in (True, False):
+        monkeypatch.setattr(conv, "CPU_CHANNELS_LAST", channels_last)
+        torch.manual_seed(0)
+        vq = vg.VQVAE(tiny_cfg.vqvae)
+        layouts = []
+        for layer in list(vq.encoder.downsample)[1:]:
+            if isinstance(layer, conv.SamePadConv3d):
+                layer.register_forward_pre_hook(
+                    lambda m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last_3d)))
+        out = vq(x)
+        out["loss"].backward()
+        assert layouts == [channels_last] * 2  # the second strided conv and the unstrided one
+        grads = {n: p.grad.clone() for n, p in vq.named_parameters() if p.grad is not None}
+        results[channels_last] = (out, grads)
+    (new, new_grads), (old, old_grads) = results[True], results[False]
+    assert torch.equal(new["codes"], old["codes"])
+    assert torch.allclose(new["recon"], old["recon"], atol=1e-5)
+    assert torch.allclose(new["loss"], old["loss"], rtol=1e-5)
+    assert new_grads.keys() == old_grads.keys()
+    for name, g in new_grads.items():
+        assert torch.allclose(g, old_grads[name], rtol=1e-4, atol=1e-6), name
