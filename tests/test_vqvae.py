@@ -117,7 +117,7 @@ def test_encoder_runs_channels_last_on_cpu_with_the_same_numbers(tiny_cfg, monke
         for layer in list(vq.encoder.downsample)[1:]:
             if isinstance(layer, conv.SamePadConv3d):
                 layer.register_forward_pre_hook(
-                    lambda m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last_3d)))
+                    lambda m, args, seen=layouts: seen.append(args[0].is_contiguous(memory_format=torch.channels_last_3d)))
         out = vq(x)
         out["loss"].backward()
         assert layouts == [channels_last] * 2  # the second strided conv and the unstrided one

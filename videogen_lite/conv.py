@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 CPU_CHANNELS_LAST = True
 """On CPUs, :class:`Downsample` runs its convolutions channels-last (see :meth:`Downsample.forward`);
 ``False`` gives back the channels-first layout of earlier versions (same sums, other kernels' rounding)."""
