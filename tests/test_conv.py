@@ -90,3 +90,21 @@ def test_upsampling_without_gradients_runs_channels_last_and_gives_the_same_numb
     assert layouts == [True, False]
     assert decoded.shape == (3, 3, 8, 16, 16) and decoded.is_contiguous()
     assert torch.equal(decoded, with_grad.detach())
+
+
+def test_in_place_relus_of_the_stacks_change_no_number():
+    torch.manual_seed(0)
+    down, up = Downsample(3, 8, (2, 4, 4)), Upsample(8, 3, (2, 4, 4))
+    x = torch.randn(2, 3, 8, 16, 16)
+    relus = [m for m in [*down, *up] if isinstance(m, torch.nn.ReLU)]
+    assert len(relus) == 3 and all(r.inplace for r in relus)  # two after strided convs, one between transposed
+    results = []
+    for inplace in (True, False):
+        for r in relus:
+            r.inplace = inplace
+        down.zero_grad(set_to_none=True)
+        up.zero_grad(set_to_none=True)
+        y = up(down(x))
+        y.square().sum().backward()
+        results.append([y.detach()] + [p.grad.clone() for p in [*down.parameters(), *up.parameters()]])
+    assert all(torch.equal(a, b) for a, b in zip(*results))

@@ -107,7 +107,9 @@ class Downsample(nn.Sequential):
     def __init__(self, in_channels: int, hidden: int, downsample, kernel_size: int = 3):
         layers = []
         for i, stride in enumerate(stride_schedule(downsample)):
-            layers += [SamePadConv3d(in_channels if i == 0 else hidden, hidden, kernel_size, stride), nn.ReLU()]
+            # in place: a convolution's output feeds only its ReLU, and the backward pass needs neither (the
+            # ReLU's own backward reads its output); saves a tensor of the stack's largest size (exact)
+            layers += [SamePadConv3d(in_channels if i == 0 else hidden, hidden, kernel_size, stride), nn.ReLU(inplace=True)]
         first = in_channels if not layers else hidden
         layers.append(SamePadConv3d(first, hidden, kernel_size))
         super().__init__(*layers)
@@ -140,7 +142,7 @@ class Upsample(nn.Sequential):
             last = i == len(strides) - 1
             layers.append(SamePadConvTranspose3d(hidden, out_channels if last else hidden, kernel_size, stride))
             if not last:
-                layers.append(nn.ReLU())
+                layers.append(nn.ReLU(inplace=True))  # on the transposed conv's own output, as in Downsample
         if not strides:
             layers.append(SamePadConv3d(hidden, out_channels, 3))
         super().__init__(*layers)
