@@ -5,6 +5,7 @@ batch 4 of 16x64x64 one-channel clips, 2 CPU threads by default.
 
     python benchmarks/vqvae_step.py [--threads 2] [--steps 5] [--profile]
     python benchmarks/vqvae_step.py --layouts   # the downsampling convs channels-last (default) vs channels-first
+    python benchmarks/vqvae_step.py --phases    # the last transposed conv by phases (default) vs oneDNN's own
     python benchmarks/vqvae_step.py --device cuda --dtype bf16 [--batch 32]   # on a GPU: clips/s and MFU
 """
 from __future__ import annotations
@@ -83,6 +84,9 @@ def main() -> None:
     parser.add_argument("--layouts", action="store_true",
                         help="on a CPU, also time the encoder's convolutions channels-first "
                              "(videogen_lite.conv.CPU_CHANNELS_LAST=False), alternating with the default, twice")
+    parser.add_argument("--phases", action="store_true",
+                        help="on a CPU, also time the decoder's last transposed convolution as oneDNN's own "
+                             "(videogen_lite.conv.CPU_PHASE_MAX_CHANNELS=0), alternating with the default, twice")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device is visible to torch {torch.__version__}")
@@ -101,16 +105,28 @@ def main() -> None:
     if "profile" in r:
         print(r["profile"])
     if args.layouts and args.device == "cpu":
-        times = {True: [], False: []}
-        for _ in range(2):  # alternating, so that the machine's drift falls on both
-            for channels_last in (False, True):
-                conv.CPU_CHANNELS_LAST = channels_last
-                times[channels_last].append(measure(args.threads, args.steps, args.batch)["seconds_per_step"])
-        conv.CPU_CHANNELS_LAST = True
-        first, last = statistics.median(times[False]), statistics.median(times[True])
-        print(f"downsampling convs channels-first {first:.3f} s, channels-last {last:.3f} s a step "
-              f"(medians of {' / '.join(f'{t:.3f}' for t in times[False])} and "
-              f"{' / '.join(f'{t:.3f}' for t in times[True])}): {first / last:.2f}x")
+        first, last, runs = alternate(args, "CPU_CHANNELS_LAST", False, True)
+        print(f"downsampling convs channels-first {first:.3f} s, channels-last {last:.3f} s a step ({runs}): "
+              f"{first / last:.2f}x")
+    if args.phases and args.device == "cpu":
+        default = conv.CPU_PHASE_MAX_CHANNELS
+        first, last, runs = alternate(args, "CPU_PHASE_MAX_CHANNELS", 0, default)
+        print(f"last transposed conv as oneDNN's {first:.3f} s, by phases {last:.3f} s a step ({runs}): "
+              f"{first / last:.2f}x")
+
+
+def alternate(args, flag: str, off, on) -> tuple[float, float, str]:
+    """Median step times with ``conv.<flag>`` = ``off`` and = ``on``, alternating twice so that the machine's
+    drift falls on both; the flag is left at ``on`` (its default)."""
+    times = {off: [], on: []}
+    for _ in range(2):
+        for value in (off, on):
+            setattr(conv, flag, value)
+            times[value].append(measure(args.threads, args.steps, args.batch)["seconds_per_step"])
+    setattr(conv, flag, on)
+    runs = (f"medians of {' / '.join(f'{t:.3f}' for t in times[off])} and "
+            f"{' / '.join(f'{t:.3f}' for t in times[on])}")
+    return statistics.median(times[off]), statistics.median(times[on]), runs
 
 
 if __name__ == "__main__":

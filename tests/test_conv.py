@@ -4,6 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from videogen_lite import conv as conv_module
 from videogen_lite.conv import Downsample, SamePadConv3d, SamePadConvTranspose3d, Upsample, stride_schedule
 
 sizes = st.integers(1, 9)
@@ -53,6 +54,43 @@ def test_transposed_conv_equals_the_full_transposed_conv_cropped(t, k, s):
     expected = y[:, :, a : a + t * s, b : b + 3 * 2, c : c + 4 * 2]
     assert layer.padding[1] == 1 and layer.padding[2] == 0
     assert torch.allclose(layer(x), expected, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(t=st.integers(1, 4), h=st.integers(1, 5), w=st.integers(1, 5), cout=st.sampled_from([1, 3, 8]),
+       bias=st.booleans(), channels_last=st.booleans())
+def test_the_eight_phase_form_equals_the_stride_2_transposed_conv(t, h, w, cout, bias, channels_last):
+    """Kernel 4, stride 2, few output channels: on a CPU the layer runs as one stride-1 convolution over its
+    eight output phases. Output and gradients equal PyTorch's transposed convolution (float64: to 1e-12)."""
+    torch.manual_seed(0)
+    layer = SamePadConvTranspose3d(5, cout, 4, 2, bias=bias).double()
+    x = torch.randn(2, 5, t, h, w, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    x.requires_grad_(True)
+    g = torch.randn(2, cout, 2 * t, 2 * h, 2 * w, dtype=torch.float64)
+    calls = []
+    layer.convt.register_forward_hook(lambda m, args, out, seen=calls: seen.append(1))
+    assert layer.by_phases_pays(x)
+    ours = layer(x)
+    assert calls == []  # the transposed convolution itself never ran
+    reference = layer.convt(x)  # padding 1 is the whole crop at kernel 4, stride 2
+    assert ours.shape == reference.shape == (2, cout, 2 * t, 2 * h, 2 * w)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+    inputs = [x, *layer.parameters()]
+    for a, b in zip(torch.autograd.grad(ours, inputs, g), torch.autograd.grad(reference, inputs, g)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+
+
+def test_the_phase_form_is_taken_only_where_it_was_measured_to_pay(monkeypatch):
+    x = torch.randn(1, 4, 2, 2, 2)
+    assert SamePadConvTranspose3d(4, 8, 4, 2).by_phases_pays(x)
+    assert not SamePadConvTranspose3d(4, 16, 4, 2).by_phases_pays(x)  # many output channels: oneDNN's is faster
+    assert not SamePadConvTranspose3d(4, 3, 4, (1, 2, 2)).by_phases_pays(x)  # not stride 2 on every axis
+    assert not SamePadConvTranspose3d(4, 3, (3, 4, 4), 2).by_phases_pays(x)  # not kernel 4 on every axis
+    assert not SamePadConvTranspose3d(4, 3, 4, 2).by_phases_pays(x[0])  # an unbatched input
+    monkeypatch.setattr(conv_module, "CPU_PHASE_MAX_CHANNELS", 0)
+    assert not SamePadConvTranspose3d(4, 1, 4, 2).by_phases_pays(x)
 
 
 def test_same_padding_keeps_a_centered_impulse_centered():
