@@ -101,9 +101,9 @@ class SamePadConvTranspose3d(nn.Module):
         padded by one on every side computes all eight phases as ``8 * Cout`` channels, phase ``(a, b, c)`` at
         offset ``(a, b, c)``; they are then interleaved. oneDNN's transposed convolution runs at a quarter of
         the machine's matmul rate when it has few output channels (a decoder's last layer, 1 or 3), this
-        convolution near it: measured on 2 cores of an AMD Zen 4, 240 -> 3 channels on 32 clips of 8x32x32
-        latents 601 -> 225 ms, 240 -> 1 on 4 clips 76 -> 12 ms, and with the backward pass (training) 98 ->
-        46 ms; at 16 output channels and more it is slower than the transposed convolution.
+        convolution near it: measured on 2 cores of an AMD Zen 4, 240 -> 3 channels on 32 clips (inputs
+        8x32x32) 752-819 -> 198-255 ms, 240 -> 1 on 4 clips 76 -> 12 ms, and with the backward pass (training)
+        98 -> 46 ms; at 16 output channels and more it is slower than the transposed convolution.
         """
         w = self.convt.weight  # [Cin, Cout, 4, 4, 4]
         cout = w.shape[1]
