@@ -130,6 +130,16 @@ def test_upsampling_without_gradients_runs_channels_last_and_gives_the_same_numb
     assert torch.equal(decoded, with_grad.detach())
 
 
+def test_slices_of_the_stacks_are_their_layers():
+    down, up = Downsample(3, 8, (2, 4, 4)), Upsample(8, 3, (2, 4, 4))
+    for stack in (down, up):
+        head = stack[:2]
+        assert isinstance(head, torch.nn.Sequential) and list(head) == list(stack)[:2]  # the same modules
+        assert stack[-1] is list(stack)[-1]
+    x = torch.randn(1, 3, 4, 8, 8)
+    torch.testing.assert_close(down[1:](down[0](x)), down(x))
+
+
 def test_in_place_relus_of_the_stacks_change_no_number():
     torch.manual_seed(0)
     down, up = Downsample(3, 8, (2, 4, 4)), Upsample(8, 3, (2, 4, 4))

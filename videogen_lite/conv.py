@@ -144,7 +144,17 @@ def stride_schedule(downsample) -> list[tuple[int, int, int]]:
     return [tuple(2 if i < n else 1 for n in steps) for i in range(max(steps))]
 
 
-class Downsample(nn.Sequential):
+class _Stack(nn.Sequential):
+    """``nn.Sequential`` whose slices work although the subclass's ``__init__`` takes other arguments:
+    ``stack[1:]`` is a plain ``nn.Sequential`` of those layers (the same modules, not copies)."""
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return nn.Sequential(*list(self)[idx])
+        return super().__getitem__(idx)
+
+
+class Downsample(_Stack):
     """Strided 'SAME' convs, ReLU after each, then one unstrided conv:
     ``[B, Cin, T, H, W] -> [B, hidden, T/dt, H/dh, W/dw]``. The paper's encoder filter size is 3."""
 
@@ -175,7 +185,7 @@ class Downsample(nn.Sequential):
         return x
 
 
-class Upsample(nn.Sequential):
+class Upsample(_Stack):
     """Transposed 'SAME' convs with ReLU between them: ``[B, hidden, t, h, w] -> [B, out, t*dt, h*dh, w*dw]``.
     The paper's upsampling filter size is 4."""
 
